@@ -1,0 +1,1 @@
+"""Prefect flows: the report (parent) flow, the chapter subflow and the CLI."""

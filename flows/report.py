@@ -1,0 +1,260 @@
+"""The report flow, and the command line that runs it.
+
+python -m flows.report PROJECT_DIR [--out DIR] [--dry-run] [--only ID ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.context import get_run_context
+from prefect.futures import PrefectFuture, wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.objective import run_chapter
+from joule.engine import CallEngine, Prefetcher
+from joule.errors import ConfigurationError, ProjectError
+from joule.llm import Endpoint, ModelCaller, make_client, resolve_endpoint
+from joule.plan import Plan, load_plan
+from joule.quote import format_quote, quote
+from joule.results import StepResult, StepStatus
+from joule.sim import SimConfig, Simulator
+from tasks import runtime
+from tasks.report import aggregate, validate_project, write_report
+
+EXIT_OK, EXIT_FAILED_STEPS, EXIT_INVALID = 0, 1, 2
+
+
+# Each chapter task holds a thread while its subflow runs; chapters beyond this
+# many wait for a free thread, which only delays their start.
+@flow(name="joule-report", task_runner=ThreadPoolTaskRunner(max_workers=32))
+def report_flow(
+    project_dir: str,
+    out_dir: str | None = None,
+    only: list[str] | None = None,
+    simulate: bool = False,
+    base_url: str | None = None,
+) -> dict:
+    """Write the report of one project folder; returns a summary of the run."""
+    logger = get_run_logger()
+    run_id = str(get_run_context().flow_run.id)
+    started_at = datetime.now(UTC)
+    plan = validate_project(project_dir, only)
+    out = Path(out_dir) if out_dir else Path(project_dir) / "output"
+
+    with contextlib.ExitStack() as stack:
+        if simulate:
+            simulator = stack.enter_context(Simulator(SimConfig()))
+            endpoint = Endpoint(simulator.base_url, "not-needed", simulated=True)
+        else:
+            endpoint = resolve_endpoint(plan.settings.llm.base_url, base_url=base_url)
+        logger.info("Model endpoint: %s", endpoint.description)
+
+        client = make_client(endpoint, plan.settings.llm.timeout_s)
+        caller = ModelCaller(client, plan.settings, logger=logger)
+        engine = CallEngine(caller.call, max_workers=caller.max_in_flight)
+        stack.callback(engine.shutdown)
+        state = runtime.RunState(
+            run_id=run_id,
+            plan=plan,
+            engine=engine,
+            endpoint=endpoint,
+            started_at=started_at,
+            total_steps=len(plan.steps()),
+        )
+        runtime.register(state)
+        stack.callback(runtime.forget, run_id)
+
+        Prefetcher(plan, engine).start()
+        results = _run_chapters(run_id, plan)
+
+    report = aggregate(
+        plan,
+        results,
+        run_id=run_id,
+        started_at=started_at,
+        base_url=None if endpoint.simulated else endpoint.base_url,
+        simulated=endpoint.simulated,
+    )
+    paths = write_report(report, str(out), list(plan.settings.output.formats))
+    return _summary(report.steps, out, paths, endpoint)
+
+
+def _run_chapters(run_id: str, plan: Plan) -> list[StepResult]:
+    """Submit every chapter as soon as the chapters it depends on are done."""
+    submitted: dict[str, PrefectFuture[list[StepResult]]] = {}
+    sequential = not plan.settings.run.concurrent_objectives
+    for wave in plan.chapter_order():
+        for objective_id in wave:
+            objective = plan.objective(objective_id)
+            future = run_chapter.submit(
+                run_id,
+                objective_id,
+                [submitted[dep] for dep in objective.depends_on],
+            )
+            if sequential:
+                wait([future])
+            submitted[objective_id] = future
+    return [r for future in submitted.values() for r in future.result()]
+
+
+def _summary(
+    steps: list[StepResult], out: Path, paths: list[str], endpoint: Endpoint
+) -> dict:
+    count = {status: 0 for status in StepStatus}
+    for step in steps:
+        count[step.status] += 1
+    return {
+        "out_dir": str(out),
+        "files": paths,
+        "steps": len(steps),
+        "ok": count[StepStatus.OK],
+        "failed": count[StepStatus.FAILED],
+        "skipped": count[StepStatus.SKIPPED],
+        "prompt_tokens": sum(s.prompt_tokens for s in steps),
+        "completion_tokens": sum(s.completion_tokens for s in steps),
+        "cost_usd": round(sum(s.cost_usd for s in steps), 6),
+        "cached": sum(s.cached for s in steps),
+        "endpoint": endpoint.description,
+        "failures": [
+            f"{s.task_id} step {s.step}: {s.status}: {s.error}"
+            for s in steps
+            if s.status is not StepStatus.OK
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+EPILOG = """\
+examples:
+  python -m flows.report examples/regional-energy --simulate
+      run the example offline against Joule's built-in simulator
+  OPENAI_API_KEY=sk-... python -m flows.report my-report --out /tmp/report
+      run a project on the OpenAI API, writing to /tmp/report
+  python -m flows.report my-report --dry-run
+      render every prompt and print the plan; nothing is sent
+
+exit status: 0 every step succeeded, 1 the report was written but some steps
+failed, 2 the project or the command line is invalid (nothing was sent)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.report",
+        description="Write a report from a Joule project folder (report.toml, "
+        "a prompt sheet and data files).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("project_dir", metavar="PROJECT_DIR", type=Path)
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: PROJECT_DIR/output)"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="render every prompt, write them to the output folder and print the "
+        "plan with token estimates; sends nothing",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="ID",
+        help="run only these objective or task ids (and the chapters they need)",
+    )
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="answer with Joule's built-in OpenAI-compatible simulator (offline)",
+    )
+    parser.add_argument(
+        "--base-url", help="OpenAI-compatible endpoint (overrides report.toml)"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks of unexpected errors"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except (ProjectError, ConfigurationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(
+                f"error: {type(exc).__name__}: {exc}\n(run again with --debug for "
+                "the traceback)",
+                file=sys.stderr,
+            )
+        return EXIT_FAILED_STEPS
+
+
+def _main(args: argparse.Namespace) -> int:
+    project = args.project_dir
+    if not project.is_dir():
+        print(
+            f"error: {project} is not a folder; PROJECT_DIR is the folder that "
+            "holds report.toml",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+
+    plan = load_plan(project, only=args.only)
+    out = args.out or project / "output"
+    if args.dry_run:
+        print(format_quote(plan, quote(plan, out), out))
+        return EXIT_OK
+
+    if not args.simulate:
+        # Fail before Prefect starts, with the advice on how to configure.
+        resolve_endpoint(plan.settings.llm.base_url, base_url=args.base_url)
+
+    summary = report_flow(
+        project_dir=str(project.resolve()),
+        out_dir=str(out.resolve()),
+        only=args.only,
+        simulate=args.simulate,
+        base_url=args.base_url,
+    )
+    print_summary(summary)
+    return EXIT_OK if summary["failed"] + summary["skipped"] == 0 else EXIT_FAILED_STEPS
+
+
+def print_summary(summary: dict) -> None:
+    print()
+    print(
+        f"Steps: {summary['steps']}  ok: {summary['ok']}  failed: "
+        f"{summary['failed']}  skipped: {summary['skipped']}"
+    )
+    print(
+        f"Tokens: {summary['prompt_tokens']:,} in, "
+        f"{summary['completion_tokens']:,} out; cost ${summary['cost_usd']:.4f}"
+    )
+    print(f"Model: {summary['endpoint']}")
+    for failure in summary["failures"][:10]:
+        print(f"  ! {failure}")
+    if len(summary["failures"]) > 10:
+        print(f"  ... and {len(summary['failures']) - 10} more (see report.csv)")
+    print(f"Report: {Path(summary['out_dir']) / 'report.md'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that put the domain's steps on the orchestrator."""

@@ -1,0 +1,50 @@
+"""What the tasks of one flow run share in-process: the plan and the call engine.
+
+Prefect parameters must be serialisable, and a plan holds data frames and a
+thread pool; so a run registers its state here under its flow run id, and
+tasks receive only that id and the step they are about.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from joule.engine import CallEngine
+from joule.llm import Endpoint
+from joule.plan import Plan
+from joule.results import StepResult
+
+
+@dataclass
+class RunState:
+    run_id: str
+    plan: Plan
+    engine: CallEngine
+    endpoint: Endpoint
+    started_at: datetime
+    total_steps: int
+    finished: list[StepResult] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, result: StepResult) -> int:
+        """Note a finished step; returns how many are finished now."""
+        with self.lock:
+            self.finished.append(result)
+            return len(self.finished)
+
+
+_RUNS: dict[str, RunState] = {}
+
+
+def register(state: RunState) -> None:
+    _RUNS[state.run_id] = state
+
+
+def get(run_id: str) -> RunState:
+    return _RUNS[run_id]
+
+
+def forget(run_id: str) -> None:
+    _RUNS.pop(run_id, None)
