@@ -19,9 +19,9 @@ from joule.data import (
     parse_data_refs,
     render_table,
     select,
-    unknown_columns,
 )
 from joule.errors import Problem, ProjectError
+from joule.filters import unknown_columns
 from joule.prompts import PromptError, compile_template, render_prompt
 from joule.settings import ReportSettings, load_settings
 from joule.sheet import (
@@ -202,6 +202,12 @@ def load_plan(project_dir: Path, only: list[str] | None = None) -> Plan:
 
     tables = _load_tables(project_dir, settings, collector)
     sheet_path = project_dir / settings.prompt_sheet
+    if not sheet_path.is_file():
+        collector.file(
+            settings.prompt_sheet,
+            f"not found in {project_dir}: check prompt_sheet in report.toml",
+        )
+        raise ProjectError(collector.problems)
     try:
         rows, header = read_sheet(sheet_path, settings.prompt_sheet_tab)
     except SheetError as exc:
@@ -219,8 +225,8 @@ def load_plan(project_dir: Path, only: list[str] | None = None) -> Plan:
     _check_data(steps, settings, tables, collector)
     templates = _compile(steps, collector)
 
-    if collector.problems:
-        raise ProjectError(collector.problems)
+    # Trial-render even when other rows have problems, so that one pass reports
+    # the template errors too.
     plan = Plan(project_dir, settings, objectives, tables, templates)
     _trial_render(plan, collector)
     if collector.problems:
@@ -242,9 +248,10 @@ def _load_tables(
                 decimal=source.decimal,
                 sheet=source.sheet,
                 encoding=source.encoding,
+                name=name,
             )
         except DataLoadError as exc:
-            collector.file("report.toml", f"[data.{name}] {exc}")
+            collector.file("report.toml", str(exc))
     return tables
 
 
@@ -509,7 +516,16 @@ def _compile(steps: list[StepSpec], collector: _Collector) -> dict[str, Template
 
 def _trial_render(plan: Plan, collector: _Collector) -> None:
     """Render every prompt once with placeholders, to catch errors before a call."""
+    flagged = {problem.row for problem in collector.problems}
     for step in plan.steps():
+        # A row with a problem already, or whose table did not load, cannot be
+        # rendered meaningfully; its other problems show once that one is fixed.
+        if (
+            step.row in flagged
+            or step.key not in plan.templates
+            or any(ref.name not in plan.tables for ref in step.data)
+        ):
+            continue
         try:
             plan.render_preview(step)
         except PromptError as exc:

@@ -63,6 +63,7 @@ def _quoted_answers(plan: Plan, step: StepSpec) -> int:
 def quote(plan: Plan, out_dir: Path) -> list[ChapterQuote]:
     """Render every prompt into out_dir/prompts and estimate each call."""
     prices = plan.settings.llm.prices
+    (out_dir / "prompts").mkdir(parents=True, exist_ok=True)
     chapters = []
     for objective in plan.objectives:
         quotes = []
