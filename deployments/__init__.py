@@ -1,0 +1,1 @@
+"""Deployment helpers: register the report flow's deployments from prefect.yaml."""
