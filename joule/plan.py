@@ -170,7 +170,9 @@ def chapter_text(objective: ObjectiveSpec, answers: dict[str, str]) -> str:
     """The finished text of a chapter: its sections' shown answers, in order."""
     parts = []
     for task in objective.tasks:
-        shown = [answers[s.key] for s in task.steps if s.show and s.key in answers]
+        # Skipping empty answers here keeps the text the same whether it is
+        # built by the prefetcher or by the flow, so their calls coincide.
+        shown = [answers[s.key] for s in task.steps if s.show and answers.get(s.key)]
         if shown:
             parts.append(f"## {task.task_id} {task.task}\n\n" + "\n\n".join(shown))
     return "\n\n".join(parts)
@@ -291,7 +293,7 @@ def _parse_row(
             step = int(float(row.get("step")))
             if step < 1 or step != float(row.get("step")):
                 raise ValueError
-        except ValueError:
+        except (ValueError, OverflowError):  # "inf" overflows int()
             collector.at(
                 row.row,
                 "step",
@@ -315,9 +317,9 @@ def _parse_row(
     if row.get("max_tokens"):
         try:
             max_tokens = int(float(row.get("max_tokens")))
-            if max_tokens < 1:
+            if max_tokens < 1 or max_tokens != float(row.get("max_tokens")):
                 raise ValueError
-        except ValueError:
+        except (ValueError, OverflowError):
             collector.at(
                 row.row,
                 "max_tokens",
@@ -550,28 +552,31 @@ def _select(
                 )
             ]
         )
-    wanted = {i for i in only if i in objective_ids}
+    whole = {i for i in only if i in objective_ids}
     tasks_wanted = {i for i in only if i in task_ids}
-    for o in objectives:
-        if any(t.task_id in tasks_wanted for t in o.tasks):
-            wanted.add(o.objective_id)
+    partial = {
+        o.objective_id
+        for o in objectives
+        if any(t.task_id in tasks_wanted for t in o.tasks)
+    }
 
+    # A chapter that another one waits for runs whole, even if --only also names
+    # one of its tasks: the waiting chapter reads its finished text.
     by_id = {o.objective_id: o for o in objectives}
-    needed = set(wanted)
-    frontier = list(wanted)
+    frontier = list(whole | partial)
     while frontier:
         for dep in by_id[frontier.pop()].depends_on:
-            if dep not in needed:
-                needed.add(dep)
+            if dep not in whole:
+                whole.add(dep)
                 frontier.append(dep)
 
     selected = []
     for o in objectives:
-        if o.objective_id not in needed:
-            continue
-        if o.objective_id not in wanted or o.objective_id in only:
+        if o.objective_id in whole:
             selected.append(o)
-            continue
-        kept = [t for t in o.tasks if t.task_id in tasks_wanted]
-        selected.append(ObjectiveSpec(o.objective_id, o.objective, o.depends_on, kept))
+        elif o.objective_id in partial:
+            kept = [t for t in o.tasks if t.task_id in tasks_wanted]
+            selected.append(
+                ObjectiveSpec(o.objective_id, o.objective, o.depends_on, kept)
+            )
     return selected

@@ -1,4 +1,4 @@
-"""Fixtures shared by the suite: a clean environment, one Prefect harness, a simulator."""
+"""Shared fixtures: a clean environment, one Prefect harness, a simulator."""
 
 from __future__ import annotations
 

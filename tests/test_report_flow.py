@@ -44,7 +44,7 @@ def test_report_csv_usage_is_what_the_server_served(example_run):
     _, summary, requests, out = example_run
     steps = pd.read_csv(out / "report.csv", dtype=ID_COLUMNS)
 
-    recorded = sorted(zip(steps.prompt_tokens, steps.completion_tokens))
+    recorded = sorted(zip(steps.prompt_tokens, steps.completion_tokens, strict=True))
     served = sorted((r.prompt_tokens, r.completion_tokens) for r in requests)
     assert recorded == served
     assert summary["prompt_tokens"] == sum(r.prompt_tokens for r in requests)
@@ -61,7 +61,7 @@ def test_report_keeps_sheet_order_whatever_order_answers_arrived(example_run):
     assert chapters == [o.objective_id for o in plan.objectives]
     assert sections == [t.task_id for o in plan.objectives for t in o.tasks]
     steps = pd.read_csv(out / "report.csv", dtype=ID_COLUMNS)
-    assert list(zip(steps.task_id, steps.step)) == [
+    assert list(zip(steps.task_id, steps.step, strict=True)) == [
         (s.task_id, s.step) for s in plan.steps()
     ]
 
@@ -109,7 +109,14 @@ def test_dry_run_renders_every_prompt_and_sends_nothing(
 ):
     out = tmp_path / "dry"
     code = main(
-        [str(example_project), "--dry-run", "--out", str(out), "--base-url", sim.base_url]
+        [
+            str(example_project),
+            "--dry-run",
+            "--out",
+            str(out),
+            "--base-url",
+            sim.base_url,
+        ]
     )
 
     assert code == 0
