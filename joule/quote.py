@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from joule.files import atomic_write_text
 from joule.limiter import default_limits, predict_wall_time
 from joule.plan import Plan, StepSpec
 from joule.pricing import cost_usd
 from joule.tokens import estimate_prompt_tokens
-from joule.writers import atomic_write_text
 
 # Until answers exist, a step that quotes earlier answers is estimated as if
 # each used its full max_tokens: the quote errs high, never low.

@@ -7,14 +7,11 @@ import io
 import json
 import os
 import re
-import secrets
-import stat
 import unicodedata
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import docx
@@ -22,6 +19,7 @@ from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.oxml import OxmlElement
 from docx.shared import Pt
 
+from joule.files import atomic_write_bytes, atomic_write_text
 from joule.results import Report, StepResult, StepStatus
 
 STEP_COLUMNS = (
@@ -53,57 +51,6 @@ MISSING_NOTE = "This part of the report is missing; run again once the cause is 
 
 _SLUG_LENGTH = 40
 _SECRET_QUERY_NAMES = ("key", "token", "secret", "password", "sig")
-
-
-# --- Atomic files ---------------------------------------------------------------
-
-
-@contextmanager
-def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Open a binary file that replaces `path` only if the block finishes cleanly."""
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with mode 0o666 lets the umask decide permissions, as a plain
-    # open() would; tempfile would make every report readable by its owner only.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    handle = os.fdopen(os.open(temp, flags, 0o666), "wb")
-    try:
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        if target.exists():
-            os.chmod(temp, stat.S_IMODE(target.stat().st_mode))
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(target.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable; only POSIX lets a folder be opened for it."""
-    if os.name != "posix":
-        return
-    # Some file systems refuse to fsync a folder; the file is in place anyway.
-    with suppress(OSError):
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to `path` so that readers see the old file or the new one."""
-    with atomic_open(path) as handle:
-        handle.write(data)
-    return Path(path)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write `text` as UTF-8 to `path` atomically, newlines unchanged."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # --- Grouping steps into chapters and sections ----------------------------------
@@ -155,12 +102,12 @@ def _placeholder(step: StepResult) -> str:
 
 
 def _byline(report: Report) -> str:
-    """Run id, start time and model on one line, for the top of the report."""
-    started = report.started_at
-    when = f"{started:%Y-%m-%d %H:%M}"
-    if started.tzinfo is not None:
-        when += f" {started:%Z}"
-    return f"Run {report.run_id} · {when} · model {report.model}"
+    """The model, for the top of the report.
+
+    Run id and times live in manifest.json: keeping them out of the report
+    makes an unchanged rerun write the very same report.
+    """
+    return f"Model: {report.model}"
 
 
 # --- Markdown ------------------------------------------------------------------

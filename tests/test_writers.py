@@ -12,12 +12,10 @@ import docx
 import pytest
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 
+from joule.files import atomic_open, atomic_write_bytes, atomic_write_text
 from joule.results import Report, StepResult, StepStatus
 from joule.writers import (
     STEP_COLUMNS,
-    atomic_open,
-    atomic_write_bytes,
-    atomic_write_text,
     build_manifest,
     chapter_file_name,
     redact_url,
@@ -151,7 +149,7 @@ def make_report(**fields) -> Report:
 EXPECTED_MARKDOWN = """\
 # Energy outlook
 
-Run run-42 · 2025-03-01 09:30 UTC · model gpt-4o-mini
+Model: gpt-4o-mini
 
 ## 10 Grid capacity
 
@@ -202,7 +200,7 @@ def test_markdown_says_when_answers_came_from_the_simulator():
     assert lines[:5] == [
         "# Energy outlook",
         "",
-        "Run run-42 · 2025-03-01 09:30 UTC · model gpt-4o-mini",
+        "Model: gpt-4o-mini",
         "",
         "> **Note:** Answers were produced by Joule's built-in simulator, "
         "not a real model.",
