@@ -13,16 +13,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.blocks.core import Block
 from prefect.context import get_run_context
 from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.objective import run_chapter
+from joule.budget import Budget
+from joule.cache import CallCache, FolderCache, StorageCache
 from joule.engine import CallEngine, Prefetcher
 from joule.errors import ConfigurationError, ProjectError
 from joule.llm import Endpoint, ModelCaller, make_client, resolve_endpoint
-from joule.plan import Plan, load_plan
-from joule.quote import format_quote, quote
+from joule.plan import Plan, load_plan, refresh_selector
+from joule.pricing import cost_usd
+from joule.quote import cached_steps, estimate, format_quote, write_prompts
 from joule.results import StepResult, StepStatus
 from joule.sim import SimConfig, Simulator
 from tasks import runtime
@@ -40,8 +44,13 @@ def report_flow(
     only: list[str] | None = None,
     simulate: bool = False,
     base_url: str | None = None,
+    refresh: list[str] | None = None,
 ) -> dict:
-    """Write the report of one project folder; returns a summary of the run."""
+    """Write the report of one project folder; returns a summary of the run.
+
+    `refresh` forces new calls instead of cached answers: ["all"], or the ids
+    of tasks and chapters.
+    """
     logger = get_run_logger()
     run_id = str(get_run_context().flow_run.id)
     started_at = datetime.now(UTC)
@@ -58,8 +67,11 @@ def report_flow(
 
         client = make_client(endpoint, plan.settings.llm.timeout_s)
         caller = ModelCaller(client, plan.settings, logger=logger)
-        engine = CallEngine(caller.call, max_workers=caller.max_in_flight)
+        engine = CallEngine(
+            caller.call, max_workers=caller.max_in_flight, cache=open_cache(plan)
+        )
         stack.callback(engine.shutdown)
+        refresh_step = refresh_selector(refresh)
         state = runtime.RunState(
             run_id=run_id,
             plan=plan,
@@ -67,12 +79,14 @@ def report_flow(
             endpoint=endpoint,
             started_at=started_at,
             total_steps=len(plan.steps()),
+            refresh=refresh_step,
         )
         runtime.register(state)
         stack.callback(runtime.forget, run_id)
 
-        Prefetcher(plan, engine).start()
+        Prefetcher(plan, engine, refresh=refresh_step).start()
         results = _run_chapters(run_id, plan)
+        budget = caller.budget
 
     report = aggregate(
         plan,
@@ -82,8 +96,9 @@ def report_flow(
         base_url=None if endpoint.simulated else endpoint.base_url,
         simulated=endpoint.simulated,
     )
-    paths = write_report(report, str(out), list(plan.settings.output.formats))
-    return _summary(report.steps, out, paths, endpoint)
+    accounts = accounting(plan, report.steps, budget)
+    paths = write_report(report, str(out), list(plan.settings.output.formats), accounts)
+    return _summary(report.steps, out, paths, endpoint) | accounts
 
 
 def _run_chapters(run_id: str, plan: Plan) -> list[StepResult]:
@@ -104,6 +119,46 @@ def _run_chapters(run_id: str, plan: Plan) -> list[StepResult]:
     return [r for future in submitted.values() for r in future.result()]
 
 
+def open_cache(plan: Plan) -> CallCache | None:
+    """The project's call cache: a Prefect block when named, else a local folder."""
+    settings = plan.settings.cache
+    if not settings.enabled:
+        return None
+    if settings.block:
+        block = Block.load(settings.block)
+        return StorageCache(block.read_path, block.write_path)
+    return FolderCache(plan.project_dir / settings.path)
+
+
+def accounting(plan: Plan, steps: list[StepResult], budget: Budget) -> dict:
+    """What the run spent, what the cache saved, and what was left undone."""
+    prices = plan.settings.llm.prices
+    cached = [s for s in steps if s.cached]
+    saved = sum(
+        cost_usd(s.model, s.prompt_tokens, s.completion_tokens, prices) for s in cached
+    )
+    not_run = {(s.task_id, s.step) for s in steps if s.status is not StepStatus.OK}
+    remaining = [
+        q
+        for chapter in estimate(plan)
+        for q in chapter.steps
+        if (q.step.task_id, q.step.step) in not_run
+    ]
+    return {
+        "cache": {"hits": len(cached), "saved_usd": round(saved, 6)},
+        "spent_usd": round(sum(s.cost_usd for s in steps), 6),
+        "budget": {
+            "max_cost_usd": budget.max_cost_usd,
+            "max_tokens_total": budget.max_tokens_total,
+            "calls_refused": budget.refused,
+        },
+        "remaining": {
+            "steps": len(remaining),
+            "estimated_cost_usd": round(sum(q.cost_usd for q in remaining), 6),
+        },
+    }
+
+
 def _summary(
     steps: list[StepResult], out: Path, paths: list[str], endpoint: Endpoint
 ) -> dict:
@@ -117,8 +172,9 @@ def _summary(
         "ok": count[StepStatus.OK],
         "failed": count[StepStatus.FAILED],
         "skipped": count[StepStatus.SKIPPED],
-        "prompt_tokens": sum(s.prompt_tokens for s in steps),
-        "completion_tokens": sum(s.completion_tokens for s in steps),
+        # Tokens paid for in this run; cached answers are counted apart.
+        "prompt_tokens": sum(s.prompt_tokens for s in steps if not s.cached),
+        "completion_tokens": sum(s.completion_tokens for s in steps if not s.cached),
         "cost_usd": round(sum(s.cost_usd for s in steps), 6),
         "cached": sum(s.cached for s in steps),
         "endpoint": endpoint.description,
@@ -172,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only these objective or task ids (and the chapters they need)",
     )
     parser.add_argument(
+        "--refresh",
+        nargs="*",
+        metavar="ID",
+        help="call the model again instead of using cached answers: for every "
+        "step, or only for these task or chapter ids",
+    )
+    parser.add_argument(
         "--simulate",
         action="store_true",
         help="answer with Joule's built-in OpenAI-compatible simulator (offline)",
@@ -220,7 +283,11 @@ def _main(args: argparse.Namespace) -> int:
     plan = load_plan(project, only=args.only)
     out = args.out or project / "output"
     if args.dry_run:
-        print(format_quote(plan, quote(plan, out), out))
+        cache = open_cache(plan)
+        refresh = refresh_selector(refresh_ids(args.refresh))
+        cached = cached_steps(plan, cache, refresh) if cache else set()
+        folder = write_prompts(plan, out)
+        print(format_quote(plan, estimate(plan, cached), folder))
         return EXIT_OK
 
     if not args.simulate:
@@ -233,26 +300,45 @@ def _main(args: argparse.Namespace) -> int:
         only=args.only,
         simulate=args.simulate,
         base_url=args.base_url,
+        refresh=refresh_ids(args.refresh),
     )
     print_summary(summary)
     return EXIT_OK if summary["failed"] + summary["skipped"] == 0 else EXIT_FAILED_STEPS
 
 
+def refresh_ids(option: list[str] | None) -> list[str] | None:
+    """--refresh alone means every step; with ids, only those."""
+    if option is None:
+        return None
+    return option or ["all"]
+
+
 def print_summary(summary: dict) -> None:
+    """One screen at the end: what ran, what it cost, what is missing, where."""
+    cache = summary["cache"]
     print()
     print(
         f"Steps: {summary['steps']}  ok: {summary['ok']}  failed: "
-        f"{summary['failed']}  skipped: {summary['skipped']}"
+        f"{summary['failed']}  skipped: {summary['skipped']}  "
+        f"from cache: {cache['hits']}"
     )
     print(
-        f"Tokens: {summary['prompt_tokens']:,} in, "
-        f"{summary['completion_tokens']:,} out; cost ${summary['cost_usd']:.4f}"
+        f"Paid: {summary['prompt_tokens']:,} tokens in, "
+        f"{summary['completion_tokens']:,} out, ${summary['cost_usd']:.4f}; "
+        f"the cache saved ${cache['saved_usd']:.4f}"
     )
     print(f"Model: {summary['endpoint']}")
     for failure in summary["failures"][:10]:
         print(f"  ! {failure}")
     if len(summary["failures"]) > 10:
         print(f"  ... and {len(summary['failures']) - 10} more (see report.csv)")
+    remaining = summary["remaining"]
+    if remaining["steps"]:
+        print(
+            f"Not done: {remaining['steps']} steps, up to "
+            f"${remaining['estimated_cost_usd']:.4f} at list prices; run the "
+            "same command again to do only these."
+        )
     print(f"Report: {Path(summary['out_dir']) / 'report.md'}")
 
 

@@ -40,5 +40,7 @@ class CallOutcome:
     latency_s: float = 0.0
     attempts: int = 0
     cached: bool = False
+    # True when the call was never sent (the budget refused it).
+    skipped: bool = False
     error: str | None = None
     retries: list[str] = field(default_factory=list)

@@ -15,8 +15,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from joule.cache import CallCache, entry_from, outcome_from
 from joule.calls import CallOutcome, CallRequest
-from joule.plan import ObjectiveSpec, Plan, TaskSpec, chapter_text
+from joule.plan import ObjectiveSpec, Plan, StepSpec, TaskSpec, chapter_text
 from joule.prompts import PromptError
 
 logger = logging.getLogger(__name__)
@@ -27,28 +28,51 @@ CallFunction = Callable[[CallRequest, str], CallOutcome]
 class CallEngine:
     """Runs calls on a bounded pool; equal requests share one call."""
 
-    def __init__(self, call: CallFunction, *, max_workers: int):
+    def __init__(
+        self,
+        call: CallFunction,
+        *,
+        max_workers: int,
+        cache: CallCache | None = None,
+    ):
         self._call = call
+        self._cache = cache
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="joule-call")
         self._futures: dict[str, Future[CallOutcome]] = {}
         self._lock = threading.Lock()
 
-    def submit(self, request: CallRequest, label: str = "") -> Future[CallOutcome]:
-        """The future answer of a request, starting the call if nobody has."""
+    def submit(
+        self, request: CallRequest, label: str = "", *, refresh: bool = False
+    ) -> Future[CallOutcome]:
+        """The future answer of a request, starting the call if nobody has.
+
+        `refresh` skips the cache lookup (the new answer is still stored).
+        """
         key = request.key
         with self._lock:
             future = self._futures.get(key)
             if future is None:
-                future = self._pool.submit(self._safe_call, request, label)
+                future = self._pool.submit(self._answer, request, label, refresh)
                 self._futures[key] = future
             return future
 
-    def _safe_call(self, request: CallRequest, label: str) -> CallOutcome:
+    def _answer(self, request: CallRequest, label: str, refresh: bool) -> CallOutcome:
+        if self._cache is not None and not refresh:
+            entry = self._cache.get(request.key)
+            if entry is not None:
+                return outcome_from(entry)
         try:
-            return self._call(request, label)
+            outcome = self._call(request, label)
         except Exception as exc:  # a bug must fail one step, not hang the run
             logger.exception("Call to %s failed unexpectedly", request.model)
             return CallOutcome(ok=False, error=f"unexpected error: {exc}", attempts=1)
+        if outcome.ok and self._cache is not None:
+            try:
+                self._cache.put(request.key, entry_from(request, outcome))
+            except OSError as exc:
+                # The answer is good; only a later run loses the saving.
+                logger.warning("Could not store %s in the cache: %s", label, exc)
+        return outcome
 
     @property
     def calls_started(self) -> int:
@@ -62,9 +86,15 @@ class CallEngine:
 class Prefetcher:
     """Walks the plan ahead of the orchestrator, submitting calls as inputs appear."""
 
-    def __init__(self, plan: Plan, engine: CallEngine):
+    def __init__(
+        self,
+        plan: Plan,
+        engine: CallEngine,
+        refresh: Callable[[StepSpec], bool] = lambda step: False,
+    ):
         self._plan = plan
         self._engine = engine
+        self._refresh = refresh
         self._lock = threading.Lock()
         self._answers: dict[str, str] = {}
         self._tasks_left = {o.objective_id: len(o.tasks) for o in plan.objectives}
@@ -121,7 +151,8 @@ class Prefetcher:
             else:
                 self._finish_task(objective, failed=False)
 
-        self._engine.submit(request, step.label).add_done_callback(on_done)
+        future = self._engine.submit(request, step.label, refresh=self._refresh(step))
+        future.add_done_callback(on_done)
 
     def _finish_task(self, objective: ObjectiveSpec, *, failed: bool) -> None:
         with self._lock:

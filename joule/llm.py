@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import openai
 
+from joule.budget import Budget
 from joule.calls import CallOutcome, CallRequest
 from joule.errors import ConfigurationError
 from joule.limiter import AdmissionController, default_limits
@@ -120,6 +121,7 @@ class ModelCaller:
         settings: ReportSettings,
         *,
         logger: logging.Logger | logging.LoggerAdapter = log,
+        budget: Budget | None = None,
     ):
         limits = settings.limits
         rpm, tpm, in_flight = default_limits(settings.llm.model)
@@ -134,11 +136,22 @@ class ModelCaller:
         )
         self._client = client
         self._logger = logger
+        self.budget = budget or Budget(
+            limits.max_cost_usd, limits.max_tokens_total, settings.llm.prices
+        )
 
     def call(self, request: CallRequest, label: str = "") -> CallOutcome:
         """Admit, send and retry one request; a failure becomes a failed outcome."""
-        estimate = estimate_prompt_tokens(request.message_dicts()) + request.max_tokens
+        prompt_estimate = estimate_prompt_tokens(request.message_dicts())
+        estimate = prompt_estimate + request.max_tokens
         retries: list[str] = []
+
+        reservation = self.budget.reserve(
+            request.model, prompt_estimate, request.max_tokens
+        )
+        if isinstance(reservation, str):
+            self._logger.warning("%s: %s", label or request.model, reservation)
+            return CallOutcome(ok=False, skipped=True, error=reservation)
 
         def attempt() -> CallOutcome:
             permit = self.limiter.acquire(estimate)
@@ -175,9 +188,14 @@ class ModelCaller:
                 attempt, policy=self.policy, on_retry=on_retry
             )
         except StepFailed as exc:
+            reservation.cancel()
             return CallOutcome(
                 ok=False, error=exc.reason, attempts=exc.attempts, retries=retries
             )
+        except BaseException:
+            reservation.cancel()
+            raise
+        reservation.settle(outcome.prompt_tokens, outcome.completion_tokens)
         outcome.attempts = attempts
         outcome.retries = retries
         return outcome

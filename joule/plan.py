@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,16 @@ class Plan:
             done.update(waves[-1])
             pending = [o for o in pending if o.objective_id not in done]
         return waves
+
+
+def refresh_selector(ids: list[str] | None) -> Callable[[StepSpec], bool]:
+    """Which steps --refresh forces to call again: none, all, or by task/chapter id."""
+    if not ids:
+        return lambda step: False
+    if "all" in ids:
+        return lambda step: True
+    wanted = set(ids)
+    return lambda step: step.task_id in wanted or step.objective_id in wanted
 
 
 def chapter_text(objective: ObjectiveSpec, answers: dict[str, str]) -> str:

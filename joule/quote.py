@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from joule.cache import CallCache
 from joule.files import atomic_write_text
 from joule.limiter import default_limits, predict_wall_time
-from joule.plan import Plan, StepSpec
+from joule.plan import Plan, StepSpec, chapter_text
 from joule.pricing import cost_usd
 from joule.tokens import estimate_prompt_tokens
 
-# Until answers exist, a step that quotes earlier answers is estimated as if
-# each used its full max_tokens: the quote errs high, never low.
 # Latency assumed per call when predicting the wall time.
 TYPICAL_LATENCY_S = 5.0
 
@@ -23,7 +23,7 @@ class StepQuote:
     input_tokens: int
     output_tokens: int
     cost_usd: float
-    prompt_file: Path
+    cached: bool = False
 
 
 @dataclass
@@ -32,21 +32,36 @@ class ChapterQuote:
     objective: str
     steps: list[StepQuote]
 
+    def _to_pay(self) -> list[StepQuote]:
+        return [s for s in self.steps if not s.cached]
+
+    @property
+    def calls(self) -> int:
+        return len(self.steps)
+
+    @property
+    def cached(self) -> int:
+        return sum(s.cached for s in self.steps)
+
     @property
     def input_tokens(self) -> int:
-        return sum(s.input_tokens for s in self.steps)
+        return sum(s.input_tokens for s in self._to_pay())
 
     @property
     def output_tokens(self) -> int:
-        return sum(s.output_tokens for s in self.steps)
+        return sum(s.output_tokens for s in self._to_pay())
 
     @property
     def cost_usd(self) -> float:
-        return sum(s.cost_usd for s in self.steps)
+        return sum(s.cost_usd for s in self._to_pay())
 
 
 def _quoted_answers(plan: Plan, step: StepSpec) -> int:
-    """Tokens of earlier answers the template pulls in, at their worst case."""
+    """Tokens of earlier answers the template pulls in, at their worst case.
+
+    Until answers exist, each is estimated at its full max_tokens: the quote
+    errs high, never low.
+    """
     extra = 0
     if "previous" in step.prompt:
         task = next(
@@ -60,20 +75,49 @@ def _quoted_answers(plan: Plan, step: StepSpec) -> int:
     return extra
 
 
-def quote(plan: Plan, out_dir: Path) -> list[ChapterQuote]:
-    """Render every prompt into out_dir/prompts and estimate each call."""
+def cached_steps(
+    plan: Plan,
+    cache: CallCache,
+    refresh: Callable[[StepSpec], bool] = lambda step: False,
+) -> set[str]:
+    """Keys of the steps the cache answers, following chains as a run would."""
+    answers: dict[str, str] = {}
+    complete: set[str] = set()
+    for wave in plan.chapter_order():
+        for objective_id in wave:
+            objective = plan.objective(objective_id)
+            if not set(objective.depends_on) <= complete:
+                continue
+            chapters = {
+                dep: chapter_text(plan.objective(dep), answers)
+                for dep in objective.depends_on
+            }
+            whole = True
+            for task in objective.tasks:
+                previous: list[str] = []
+                for step in task.steps:
+                    if refresh(step):
+                        whole = False
+                        break
+                    entry = cache.get(plan.render(step, previous, chapters).key)
+                    if entry is None:
+                        whole = False
+                        break
+                    answers[step.key] = entry.answer
+                    previous.append(entry.answer)
+            if whole:
+                complete.add(objective_id)
+    return set(answers)
+
+
+def estimate(plan: Plan, cached: set[str] = frozenset()) -> list[ChapterQuote]:
+    """Worst-case tokens and cost of every step, chapter by chapter."""
     prices = plan.settings.llm.prices
-    (out_dir / "prompts").mkdir(parents=True, exist_ok=True)
     chapters = []
     for objective in plan.objectives:
         quotes = []
         for step in objective.steps():
             request = plan.render_preview(step)
-            text = "\n\n".join(
-                f"## {role}\n\n{body}" for role, body in request.messages
-            )
-            path = out_dir / "prompts" / f"{step.task_id}-step{step.step}.md"
-            atomic_write_text(path, f"# {step.label}\n\n{text}\n")
             tokens_in = estimate_prompt_tokens(request.message_dicts())
             tokens_in += _quoted_answers(plan, step)
             tokens_out = step.max_tokens
@@ -83,7 +127,7 @@ def quote(plan: Plan, out_dir: Path) -> list[ChapterQuote]:
                     tokens_in,
                     tokens_out,
                     cost_usd(step.model, tokens_in, tokens_out, prices),
-                    path,
+                    cached=step.key in cached,
                 )
             )
         chapters.append(
@@ -92,11 +136,28 @@ def quote(plan: Plan, out_dir: Path) -> list[ChapterQuote]:
     return chapters
 
 
+def write_prompts(plan: Plan, out_dir: Path) -> Path:
+    """Render every prompt (placeholders for answers) into out_dir/prompts."""
+    folder = out_dir / "prompts"
+    folder.mkdir(parents=True, exist_ok=True)
+    for step in plan.steps():
+        request = plan.render_preview(step)
+        text = "\n\n".join(f"## {role}\n\n{body}" for role, body in request.messages)
+        path = folder / f"{step.task_id}-step{step.step}.md"
+        atomic_write_text(path, f"# {step.label}\n\n{text}\n")
+    return folder
+
+
 def predicted_seconds(plan: Plan, chapters: list[ChapterQuote]) -> float:
     """A lower bound on the run's wall time under the project's limits."""
     limits = plan.settings.limits
     rpm, tpm, in_flight = default_limits(plan.settings.llm.model)
-    tokens = [s.input_tokens + s.output_tokens for c in chapters for s in c.steps]
+    tokens = [
+        s.input_tokens + s.output_tokens
+        for c in chapters
+        for s in c.steps
+        if not s.cached
+    ]
     return predict_wall_time(
         len(tokens),
         tokens,
@@ -120,33 +181,38 @@ def _longest_chain(plan: Plan) -> int:
     return max(depth.values(), default=0)
 
 
-def format_quote(plan: Plan, chapters: list[ChapterQuote], out_dir: Path) -> str:
+def format_quote(plan: Plan, chapters: list[ChapterQuote], prompts_folder: Path) -> str:
     """The plan as the dry run prints it."""
+    header = (
+        f"{'chapter':<36} {'calls':>5} {'cached':>6} {'in tokens':>10} "
+        f"{'out tokens':>10} {'cost USD':>9}"
+    )
     lines = [
         f"Dry run of '{plan.settings.title}': nothing was sent to the model.",
         "",
-        f"{'chapter':<40} {'calls':>5} {'in tokens':>10} {'out tokens':>10} "
-        f"{'cost USD':>9}",
+        header,
     ]
     for chapter in chapters:
-        name = f"{chapter.objective_id} {chapter.objective}"[:40]
+        name = f"{chapter.objective_id} {chapter.objective}"[:36]
         lines.append(
-            f"{name:<40} {len(chapter.steps):>5} {chapter.input_tokens:>10,} "
-            f"{chapter.output_tokens:>10,} {chapter.cost_usd:>9.4f}"
+            f"{name:<36} {chapter.calls:>5} {chapter.cached:>6} "
+            f"{chapter.input_tokens:>10,} {chapter.output_tokens:>10,} "
+            f"{chapter.cost_usd:>9.4f}"
         )
-    calls = sum(len(c.steps) for c in chapters)
     lines.append(
-        f"{'total':<40} {calls:>5} {sum(c.input_tokens for c in chapters):>10,} "
+        f"{'total':<36} {sum(c.calls for c in chapters):>5} "
+        f"{sum(c.cached for c in chapters):>6} "
+        f"{sum(c.input_tokens for c in chapters):>10,} "
         f"{sum(c.output_tokens for c in chapters):>10,} "
         f"{sum(c.cost_usd for c in chapters):>9.4f}"
     )
     seconds = predicted_seconds(plan, chapters)
     lines += [
         "",
-        "Estimates are worst cases: every answer as long as its max_tokens, at list "
-        "prices.",
+        "Tokens and cost are for the calls the cache does not answer, at worst "
+        "case: every answer as long as its max_tokens, at list prices.",
         f"Predicted wall time under the limits: at least {seconds:.0f} s "
         f"(assuming {TYPICAL_LATENCY_S:.0f} s per call).",
-        f"Rendered prompts: {out_dir / 'prompts'}",
+        f"Rendered prompts: {prompts_folder}",
     ]
     return "\n".join(lines)

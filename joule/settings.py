@@ -62,6 +62,20 @@ class OutputSettings(_Section):
     formats: list[Literal["md", "docx", "csv"]] = ["md", "docx", "csv"]
 
 
+class CacheSettings(_Section):
+    """Where answers are kept, so that no call is paid for twice."""
+
+    enabled: bool = True
+    path: str = Field(
+        ".joule-cache", description="Local cache folder, relative to the project."
+    )
+    block: str | None = Field(
+        None,
+        description="A Prefect file-system block ('local-file-system/name', "
+        "'remote-file-system/name', ...) to share the cache between machines.",
+    )
+
+
 class RunSettings(_Section):
     """Concurrency switches; false runs that level one at a time (for debugging)."""
 
@@ -81,6 +95,7 @@ class ReportSettings(_Section):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     limits: Limits = Field(default_factory=Limits)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     run: RunSettings = Field(default_factory=RunSettings)
 
     def digest(self) -> str:

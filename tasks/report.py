@@ -53,8 +53,12 @@ def aggregate(
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
-def write_report(report: Report, out_dir: str, formats: list[str]) -> list[str]:
+def write_report(
+    report: Report, out_dir: str, formats: list[str], manifest_extra: dict
+) -> list[str]:
     """Write the report files atomically; returns their paths."""
-    paths = write_outputs(report, Path(out_dir), formats=tuple(formats))
+    paths = write_outputs(
+        report, Path(out_dir), formats=tuple(formats), manifest_extra=manifest_extra
+    )
     get_run_logger().info("Report written to %s", out_dir)
     return [str(p) for p in paths]

@@ -8,12 +8,13 @@ tasks receive only that id and the step they are about.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from joule.engine import CallEngine
 from joule.llm import Endpoint
-from joule.plan import Plan
+from joule.plan import Plan, StepSpec
 from joule.results import StepResult
 
 
@@ -25,6 +26,7 @@ class RunState:
     endpoint: Endpoint
     started_at: datetime
     total_steps: int
+    refresh: Callable[[StepSpec], bool] = lambda step: False
     finished: list[StepResult] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -110,8 +110,12 @@ def _answer(
         request = state.plan.render(step, [p.answer or "" for p in previous], chapters)
     except PromptError as exc:
         return _result(step, StepStatus.FAILED, error=str(exc))
-    outcome = state.engine.submit(request, step.label).result()
-    status = StepStatus.OK if outcome.ok else StepStatus.FAILED
+    future = state.engine.submit(request, step.label, refresh=state.refresh(step))
+    outcome = future.result()
+    if outcome.ok:
+        status = StepStatus.OK
+    else:
+        status = StepStatus.SKIPPED if outcome.skipped else StepStatus.FAILED
     return _result(
         step,
         status,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import docx
@@ -20,7 +21,10 @@ ID_COLUMNS = {"objective_id": str, "task_id": str}
 @pytest.fixture(scope="module")
 def example_run(prefect_harness, tmp_path_factory):
     """Run the example once against a simulator with uneven latencies."""
-    project = Path(__file__).resolve().parents[1] / "examples" / "regional-energy"
+    example = Path(__file__).resolve().parents[1] / "examples" / "regional-energy"
+    # A copy: the run fills the project's call cache.
+    project = tmp_path_factory.mktemp("example") / "project"
+    shutil.copytree(example, project, ignore=shutil.ignore_patterns("output", ".*"))
     out = tmp_path_factory.mktemp("example-run")
     # Latencies vary ten-fold, so answers arrive out of sheet order.
     with Simulator(SimConfig(latency_min_s=0.01, latency_max_s=0.3, seed=7)) as sim:
