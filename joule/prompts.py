@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
 class PromptError(ValueError):
@@ -14,8 +14,10 @@ class PromptError(ValueError):
 
 
 # Sandboxed: a sheet is data, and a template must not reach Python objects.
+# Immutable: `context` is shared by every prompt of a run, so a template that
+# called context.update() would change the prompts rendered after it.
 # StrictUndefined: a misspelt variable is an error, not an empty string.
-_ENVIRONMENT = SandboxedEnvironment(
+_ENVIRONMENT = ImmutableSandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
 )
 
@@ -83,12 +85,20 @@ def _explain(exc: TemplateError) -> str:
     )
     if type(exc).__name__ == "SecurityError":
         return f"the template tried something the sandbox forbids: {message}"
-    if "previous" in message or "no element" in message:
+    if "no element" in message or "list object" in message:
         hint = "; `previous` holds only the answers of earlier steps of this task"
-    elif "chapters" in message or "dict object" in message:
+    elif message.startswith("'data' "):
+        hint = "; `data` holds only the tables named in the data column"
+    elif "dict object" in message:
+        # `context` and `chapters` are both plain dicts: name what each holds.
         hint = (
-            "; `chapters` holds only the objectives named in depends_on, "
-            "`data` only the tables named in the data column"
+            "; `context` holds the keys of [context] in report.toml, `chapters` "
+            "only the objectives named in depends_on"
+        )
+    elif message.endswith(" is undefined"):
+        hint = (
+            "; a template sees title, context, objective, task, step, previous, "
+            "chapters and data, and [context] keys as context.NAME"
         )
     else:
         hint = ""

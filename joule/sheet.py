@@ -71,26 +71,29 @@ def _read_csv(path: Path) -> pd.DataFrame:
         sep=_sniff_separator(text),
         dtype=str,
         keep_default_na=False,
-        skip_blank_lines=True,
+        # Keep blank lines so that row numbers match what Excel shows.
+        skip_blank_lines=False,
     )
 
 
 def _read_excel(path: Path, sheet: str | int | None) -> pd.DataFrame:
-    try:
-        return pd.read_excel(
-            path,
-            sheet_name=0 if sheet is None else sheet,
-            dtype=str,
-            keep_default_na=False,
-        )
-    except ValueError as exc:
-        if "not found" in str(exc).lower():
-            names = pd.ExcelFile(path).sheet_names
+    with pd.ExcelFile(path) as workbook:
+        names = [str(name) for name in workbook.sheet_names]
+        if sheet is None:
+            sheet = 0
+        elif isinstance(sheet, int) and not 0 <= sheet < len(names):
             raise SheetError(
-                f"{path.name}: sheet {sheet!r} not found; the workbook has: "
-                + ", ".join(names)
-            ) from exc
-        raise
+                f"{path.name}: there is no sheet number {sheet} (counting from 0); "
+                f"the workbook has: {', '.join(names)}; set prompt_sheet_tab in "
+                "report.toml to one of those names"
+            )
+        elif isinstance(sheet, str) and sheet not in names:
+            raise SheetError(
+                f"{path.name}: sheet '{sheet}' not found; the workbook has: "
+                f"{', '.join(names)}; set prompt_sheet_tab in report.toml to one of "
+                "those names"
+            )
+        return workbook.parse(sheet, dtype=str, keep_default_na=False)
 
 
 def read_sheet(
