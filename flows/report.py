@@ -31,6 +31,7 @@ from joule.results import StepResult, StepStatus
 from joule.sim import SimConfig, Simulator
 from tasks import runtime
 from tasks.report import aggregate, validate_project, write_report
+from tasks.shared_limits import shared_credit
 
 EXIT_OK, EXIT_FAILED_STEPS, EXIT_INVALID = 0, 1, 2
 
@@ -67,6 +68,19 @@ def report_flow(
 
         client = make_client(endpoint, plan.settings.llm.timeout_s)
         caller = ModelCaller(client, plan.settings, logger=logger)
+        if _shares_limits(plan):
+            caller.shared = shared_credit(
+                endpoint.base_url,
+                plan.settings.llm.model,
+                caller.requests_per_minute,
+                caller.tokens_per_minute,
+                largest_call_tokens=max(
+                    q.input_tokens + q.output_tokens
+                    for c in estimate(plan)
+                    for q in c.steps
+                ),
+            )
+            logger.info("Limits shared with other runs through Prefect")
         engine = CallEngine(
             caller.call, max_workers=caller.max_in_flight, cache=open_cache(plan)
         )
@@ -117,6 +131,19 @@ def _run_chapters(run_id: str, plan: Plan) -> list[StepResult]:
                 wait([future])
             submitted[objective_id] = future
     return [r for future in submitted.values() for r in future.result()]
+
+
+def _shares_limits(plan: Plan) -> bool:
+    """Whether other processes may call the same provider at the same time.
+
+    Runs from a deployment may run side by side on several workers; a run
+    from the command line is alone unless report.toml says otherwise, and
+    then pays nothing for coordination.
+    """
+    shared = plan.settings.limits.shared
+    if shared is not None:
+        return shared
+    return get_run_context().flow_run.deployment_id is not None
 
 
 def open_cache(plan: Plan) -> CallCache | None:

@@ -23,6 +23,7 @@ from joule.retry import (
     retry_after_seconds,
 )
 from joule.settings import ReportSettings
+from joule.shared import SharedCredit
 from joule.tokens import estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
@@ -122,20 +123,22 @@ class ModelCaller:
         *,
         logger: logging.Logger | logging.LoggerAdapter = log,
         budget: Budget | None = None,
+        shared: SharedCredit | None = None,
     ):
         limits = settings.limits
         rpm, tpm, in_flight = default_limits(settings.llm.model)
         self.max_in_flight = limits.max_in_flight or in_flight
+        self.requests_per_minute = limits.requests_per_minute or rpm
+        self.tokens_per_minute = limits.tokens_per_minute or tpm
         self.limiter = AdmissionController(
-            limits.requests_per_minute or rpm,
-            limits.tokens_per_minute or tpm,
-            self.max_in_flight,
+            self.requests_per_minute, self.tokens_per_minute, self.max_in_flight
         )
         self.policy = RetryPolicy(
             max_attempts=limits.max_attempts, deadline_s=limits.step_deadline_s
         )
         self._client = client
         self._logger = logger
+        self.shared = shared
         self.budget = budget or Budget(
             limits.max_cost_usd, limits.max_tokens_total, settings.llm.prices
         )
@@ -154,6 +157,8 @@ class ModelCaller:
             return CallOutcome(ok=False, skipped=True, error=reservation)
 
         def attempt() -> CallOutcome:
+            if self.shared is not None:
+                self.shared.acquire(estimate)
             permit = self.limiter.acquire(estimate)
             try:
                 outcome, headers = send(self._client, request)

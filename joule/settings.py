@@ -54,6 +54,11 @@ class Limits(_Section):
     max_in_flight: int | None = Field(None, ge=1)
     max_cost_usd: float | None = Field(None, ge=0)
     max_tokens_total: int | None = Field(None, ge=0)
+    shared: bool | None = Field(
+        None,
+        description="Share these limits with other runs through Prefect global "
+        "concurrency limits; unset: only when the run comes from a deployment.",
+    )
     max_attempts: int = Field(6, ge=1, description="Attempts per step, first included.")
     step_deadline_s: float = Field(600.0, gt=0, description="Give up a step after.")
 
