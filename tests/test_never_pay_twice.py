@@ -242,3 +242,26 @@ def test_a_run_killed_half_way_resumes_paying_only_for_unfinished_calls(
         paid_again = len(completions(sim))
         assert paid_again == 24 - stored
         assert summary["cache"]["hits"] == stored
+
+
+def test_a_cache_in_a_prefect_block_is_shared_by_runs_on_other_machines(
+    prefect_harness, sim, tmp_path
+):
+    from prefect.filesystems import LocalFileSystem
+
+    LocalFileSystem(basepath=str(tmp_path / "shared-store")).save(
+        "joule-shared-cache", overwrite=True
+    )
+    toml = '[cache]\nblock = "local-file-system/joule-shared-cache"\n'
+    # Two copies of one project, as two workers would each have.
+    first = write_project(tmp_path / "worker-1", chained_rows(), toml)
+    second = write_project(tmp_path / "worker-2", chained_rows(), toml)
+
+    assert run(first, sim) == 0
+    assert len(completions(sim)) == 5
+    sim.reset_log()
+    assert run(second, sim) == 0
+
+    assert completions(sim) == []
+    assert len(list((tmp_path / "shared-store").glob("*/*.json"))) == 5
+    assert not (second / ".joule-cache").exists()
