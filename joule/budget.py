@@ -63,9 +63,9 @@ class Budget:
             ):
                 self.refused += 1
                 return (
-                    f"not run: it could cost up to ${worst:.4f}, and "
-                    f"${self.spent_usd:.4f} spent plus ${self.reserved_usd:.4f} "
-                    f"held by calls in flight leave less of max_cost_usd = "
+                    f"not run: it could cost up to ${worst:.4f}, which with "
+                    f"${self.spent_usd:.4f} spent and ${self.reserved_usd:.4f} "
+                    f"held by calls in flight would pass max_cost_usd = "
                     f"${self.max_cost_usd:g}"
                 )
             if self.max_tokens_total is not None and (
@@ -74,9 +74,9 @@ class Budget:
             ):
                 self.refused += 1
                 return (
-                    f"not run: it could use up to {tokens:,} tokens, and "
-                    f"{self.spent_tokens:,} used plus {self.reserved_tokens:,} held "
-                    f"by calls in flight leave less of max_tokens_total = "
+                    f"not run: it could use up to {tokens:,} tokens, which with "
+                    f"{self.spent_tokens:,} used and {self.reserved_tokens:,} held "
+                    f"by calls in flight would pass max_tokens_total = "
                     f"{self.max_tokens_total:,}"
                 )
             self.reserved_usd += worst
