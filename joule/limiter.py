@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 from joule.errors import JouleError
+from joule.pricing import model_family
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,7 @@ class AdmissionTimeout(JouleError):
 
 def default_limits(model: str) -> tuple[float, float, int]:
     """Tier-1 requests/min, tokens/min and calls in flight for a model family."""
-    name = model.strip().lower().rsplit("/", 1)[-1]
-    family = max(
-        (prefix for prefix in _TIER1_LIMITS if name.startswith(prefix)),
-        key=len,
-        default=None,
-    )
+    family = model_family(model, _TIER1_LIMITS)
     rpm, tpm = _TIER1_LIMITS[family] if family else _UNKNOWN_MODEL_LIMITS
     in_flight = max(4, min(64, math.ceil(rpm / 60 * TYPICAL_LATENCY_S)))
     return rpm, tpm, in_flight
@@ -389,8 +385,8 @@ class AdmissionController:
                 ("requests", self._requests),
                 ("tokens", self._tokens),
             ):
-                limit = _parse_number(lowered.get(f"x-ratelimit-limit-{kind}"))
-                remaining = _parse_number(lowered.get(f"x-ratelimit-remaining-{kind}"))
+                limit = parse_number(lowered.get(f"x-ratelimit-limit-{kind}"))
+                remaining = parse_number(lowered.get(f"x-ratelimit-remaining-{kind}"))
                 if bucket is not None and limit is not None and limit > 0:
                     # A server that allows less than configured is the one to
                     # believe (a lower tier than [limits] assumes).
@@ -470,7 +466,8 @@ def _require_tokens(tokens: int) -> None:
         raise ValueError(f"a call cannot need a negative number of tokens ({tokens})")
 
 
-def _parse_number(text: str | None) -> float | None:
+def parse_number(text: str | None) -> float | None:
+    """A finite number from a header value, or None."""
     if text is None:
         return None
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 # List prices of OpenAI's standard tier as published in 2026; a project
 # overrides or extends them in [llm.prices] of its report.toml.
@@ -23,6 +23,18 @@ LIST_PRICES: dict[str, tuple[float, float]] = {
 UNKNOWN_MODEL_PRICE = (5.00, 20.00)
 
 
+def model_family(model: str, families: Iterable[str]) -> str | None:
+    """The entry of a per-model table that applies to a model name.
+
+    Dated snapshots ("gpt-4o-mini-2024-07-18") and provider prefixes
+    ("openai/gpt-4o") belong to their family; the longest match wins, so
+    gpt-4o-mini is not taken for gpt-4o.
+    """
+    name = model.strip().lower().rsplit("/", 1)[-1]
+    matches = [f for f in families if name == f or name.startswith(f + "-")]
+    return max(matches, key=len, default=None)
+
+
 def price_of(
     model: str, overrides: Mapping[str, tuple[float, float]] | None = None
 ) -> tuple[float, float]:
@@ -30,10 +42,7 @@ def price_of(
     table = {**LIST_PRICES, **(overrides or {})}
     if model in table:
         return table[model]
-    # Dated snapshots ("gpt-4o-mini-2024-07-18") cost what their family costs.
-    family = max(
-        (name for name in table if model.startswith(name + "-")), key=len, default=None
-    )
+    family = model_family(model, table)
     return table[family] if family else UNKNOWN_MODEL_PRICE
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import re
 import time
@@ -18,6 +17,7 @@ import httpx2
 import openai
 
 from joule.errors import JouleError
+from joule.limiter import parse_number
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,13 @@ def retry_after_seconds(
     if headers is None:
         return None
 
-    milliseconds = _parse_float(headers.get("retry-after-ms"))
+    milliseconds = parse_number(headers.get("retry-after-ms"))
     if milliseconds is not None:
         return max(0.0, milliseconds / 1000)
     text = headers.get("retry-after")
     if text is None:
         return None
-    seconds = _parse_float(text)
+    seconds = parse_number(text)
     if seconds is not None:
         return max(0.0, seconds)
     try:
@@ -327,16 +327,6 @@ def _endpoint(exc: openai.APIStatusError) -> str:
 
 def _redact(text: str) -> str:
     return _SECRET.sub("[redacted]", text)
-
-
-def _parse_float(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        number = float(text.strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _exhausted_message(attempts: int, verdict: Verdict) -> str:
