@@ -98,7 +98,11 @@ def report_flow(
         runtime.register(state)
         stack.callback(runtime.forget, run_id)
 
-        Prefetcher(plan, engine, refresh=refresh_step).start()
+        run = plan.settings.run
+        if run.concurrent_objectives and run.concurrent_tasks:
+            Prefetcher(plan, engine, refresh=refresh_step).start()
+        # Otherwise the user asked for one chapter or section at a time (to
+        # debug), and the flow alone decides when each call is made.
         results = _run_chapters(run_id, plan)
         budget = caller.budget
 

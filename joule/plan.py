@@ -96,9 +96,16 @@ class Plan:
     tables: dict[str, pd.DataFrame]
     templates: dict[str, Template]
     _rendered_tables: dict[str, str] = field(default_factory=dict)
+    _steps_by_key: dict[str, StepSpec] = field(default_factory=dict)
 
     def steps(self) -> list[StepSpec]:
         return [step for objective in self.objectives for step in objective.steps()]
+
+    def step(self, key: str) -> StepSpec:
+        """The step with this key ('task_id#step')."""
+        if not self._steps_by_key:
+            self._steps_by_key = {s.key: s for s in self.steps()}
+        return self._steps_by_key[key]
 
     def objective(self, objective_id: str) -> ObjectiveSpec:
         return next(o for o in self.objectives if o.objective_id == objective_id)

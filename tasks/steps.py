@@ -65,7 +65,7 @@ def call_step(
 ) -> StepResult:
     """Answer one step of the sheet, or say why it was not run."""
     state = runtime.get(run_id)
-    step = next(s for s in state.plan.steps() if s.key == step_key)
+    step = state.plan.step(step_key)
     logger = get_run_logger()
 
     failed_before = next((p for p in previous if p.status is not StepStatus.OK), None)

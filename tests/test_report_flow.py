@@ -129,3 +129,24 @@ def test_dry_run_renders_every_prompt_and_sends_nothing(
     printed = capsys.readouterr().out
     assert "nothing was sent to the model" in printed
     assert re.search(r"^total\s+33\s", printed, flags=re.MULTILINE)
+
+
+def test_sequential_switches_make_one_call_at_a_time(prefect_harness, sim, tmp_path):
+    from helpers import step_row, write_project
+
+    rows = [step_row(f"{c}.{t}", 1, f"Part {c}.{t}") for c in (1, 2) for t in (1, 2)]
+    toml = "[run]\nconcurrent_objectives = false\nconcurrent_tasks = false\n"
+    project = write_project(tmp_path / "p", rows, toml)
+
+    summary = report_flow(project_dir=str(project), base_url=sim.base_url)
+
+    assert summary["ok"] == 4
+    calls = sorted(
+        (r.arrived_at, r.finished_at)
+        for r in sim.requests
+        if r.path.endswith("/chat/completions")
+    )
+    assert len(calls) == 4
+    assert all(
+        later[0] >= earlier[1] for earlier, later in zip(calls, calls[1:], strict=False)
+    )
