@@ -59,28 +59,9 @@ def report_flow(
     out = Path(out_dir) if out_dir else Path(project_dir) / "output"
 
     with contextlib.ExitStack() as stack:
-        if simulate:
-            simulator = stack.enter_context(Simulator(SimConfig()))
-            endpoint = Endpoint(simulator.base_url, "not-needed", simulated=True)
-        else:
-            endpoint = resolve_endpoint(plan.settings.llm.base_url, base_url=base_url)
+        endpoint = _endpoint(plan, stack, simulate=simulate, base_url=base_url)
         logger.info("Model endpoint: %s", endpoint.description)
-
-        client = make_client(endpoint, plan.settings.llm.timeout_s)
-        caller = ModelCaller(client, plan.settings, logger=logger)
-        if _shares_limits(plan):
-            caller.shared = shared_credit(
-                endpoint.base_url,
-                plan.settings.llm.model,
-                caller.requests_per_minute,
-                caller.tokens_per_minute,
-                largest_call_tokens=max(
-                    q.input_tokens + q.output_tokens
-                    for c in estimate(plan)
-                    for q in c.steps
-                ),
-            )
-            logger.info("Limits shared with other runs through Prefect")
+        caller = _caller(plan, endpoint, logger)
         engine = CallEngine(
             caller.call, max_workers=caller.max_in_flight, cache=open_cache(plan)
         )
@@ -90,8 +71,6 @@ def report_flow(
             run_id=run_id,
             plan=plan,
             engine=engine,
-            endpoint=endpoint,
-            started_at=started_at,
             total_steps=len(plan.steps()),
             refresh=refresh_step,
         )
@@ -117,6 +96,36 @@ def report_flow(
     accounts = accounting(plan, report.steps, budget)
     paths = write_report(report, str(out), list(plan.settings.output.formats), accounts)
     return _summary(report.steps, out, paths, endpoint) | accounts
+
+
+def _endpoint(
+    plan: Plan, stack: contextlib.ExitStack, *, simulate: bool, base_url: str | None
+) -> Endpoint:
+    """The configured endpoint, or a simulator that lives as long as the stack."""
+    if not simulate:
+        return resolve_endpoint(plan.settings.llm.base_url, base_url=base_url)
+    simulator = stack.enter_context(Simulator(SimConfig()))
+    return Endpoint(simulator.base_url, "not-needed", simulated=True)
+
+
+def _caller(plan: Plan, endpoint: Endpoint, logger) -> ModelCaller:
+    """The run's model caller, its limits shared with other runs when needed."""
+    caller = ModelCaller(
+        make_client(endpoint, plan.settings.llm.timeout_s), plan.settings, logger=logger
+    )
+    if _shares_limits(plan):
+        largest = max(
+            q.input_tokens + q.output_tokens for c in estimate(plan) for q in c.steps
+        )
+        caller.shared = shared_credit(
+            endpoint.base_url,
+            plan.settings.llm.model,
+            caller.requests_per_minute,
+            caller.tokens_per_minute,
+            largest_call_tokens=largest,
+        )
+        logger.info("Limits shared with other runs through Prefect")
+    return caller
 
 
 def _run_chapters(run_id: str, plan: Plan) -> list[StepResult]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from joule.engine import CallEngine
-from joule.llm import Endpoint
 from joule.plan import Plan, StepSpec
 from joule.results import StepResult
 
@@ -23,8 +21,6 @@ class RunState:
     run_id: str
     plan: Plan
     engine: CallEngine
-    endpoint: Endpoint
-    started_at: datetime
     total_steps: int
     refresh: Callable[[StepSpec], bool] = lambda step: False
     finished: list[StepResult] = field(default_factory=list)
