@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 
 from joule.errors import JouleError
@@ -238,6 +238,7 @@ class AdmissionController:
         burst_requests: int | None = None,
         clock: Clock = time.monotonic,
         wait: Wait = _wait_on,
+        adopt_server_limits: Collection[str] = (),
     ):
         _require_positive("requests_per_minute", requests_per_minute)
         _require_positive("tokens_per_minute", tokens_per_minute)
@@ -254,6 +255,9 @@ class AdmissionController:
         self.max_in_flight = max_in_flight
         self._clock = clock
         self._wait = wait
+        # Kinds ("requests", "tokens") whose rate was a default guess rather
+        # than configured: the server's own x-ratelimit-limit may raise it too.
+        self._adopt = frozenset(adopt_server_limits)
         self._lock = threading.Lock()
         # One condition per waiter, all on the same lock, so that a release
         # wakes only the caller at the head of the queue, not every thread.
@@ -389,8 +393,12 @@ class AdmissionController:
                 remaining = parse_number(lowered.get(f"x-ratelimit-remaining-{kind}"))
                 if bucket is not None and limit is not None and limit > 0:
                     # A server that allows less than configured is the one to
-                    # believe (a lower tier than [limits] assumes).
-                    bucket.rate_per_s = min(bucket.rate_per_s, limit / 60)
+                    # believe (a lower tier than [limits] assumes); one that
+                    # allows more is believed only where [limits] was silent.
+                    if kind in self._adopt:
+                        bucket.rate_per_s = limit / 60
+                    else:
+                        bucket.rate_per_s = min(bucket.rate_per_s, limit / 60)
                 if remaining is None:
                     continue
                 if bucket is not None:

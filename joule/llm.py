@@ -130,8 +130,17 @@ class ModelCaller:
         self.max_in_flight = limits.max_in_flight or in_flight
         self.requests_per_minute = limits.requests_per_minute or rpm
         self.tokens_per_minute = limits.tokens_per_minute or tpm
+        unset = {
+            "requests": limits.requests_per_minute,
+            "tokens": limits.tokens_per_minute,
+        }
         self.limiter = AdmissionController(
-            self.requests_per_minute, self.tokens_per_minute, self.max_in_flight
+            self.requests_per_minute,
+            self.tokens_per_minute,
+            self.max_in_flight,
+            adopt_server_limits=[
+                kind for kind, value in unset.items() if value is None
+            ],
         )
         self.policy = RetryPolicy(
             max_attempts=limits.max_attempts, deadline_s=limits.step_deadline_s

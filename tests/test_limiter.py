@@ -425,6 +425,18 @@ def test_a_server_that_allows_more_than_configured_does_not_raise_the_pace():
     assert admission_times(limiter, clock, 3) == pytest.approx([0, 1, 2])
 
 
+def test_a_default_rate_rises_to_what_the_server_says_it_allows():
+    clock = FakeClock()
+    # 60 rpm was Joule's guess for an unknown model, not the user's setting.
+    limiter = controller(
+        clock, rpm=60, burst_requests=1, adopt_server_limits=["requests"]
+    )
+
+    limiter.observe_headers({"x-ratelimit-limit-requests": "600"})
+
+    assert admission_times(limiter, clock, 3) == pytest.approx([0, 0.1, 0.2])
+
+
 def test_a_long_reset_holds_callers_no_longer_than_a_minute():
     clock = FakeClock()
     limiter = controller(clock, tpm=60_000)
