@@ -7,8 +7,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from joule.plan import chapter_text
-from joule.results import StepResult, StepStatus
+from joule.results import StepResult
+from joule.steps import chapter_inputs
 from tasks import runtime
 from tasks.steps import call_step
 
@@ -58,16 +58,7 @@ def run_chapter(
     state = runtime.get(run_id)
     objective = state.plan.objective(objective_id)
     finished = [result for chapter in dependencies for result in chapter]
-
-    missing = sorted(
-        {r.objective_id for r in finished if r.status is not StepStatus.OK}
-    )
-    blocked_by = f"chapter {', '.join(missing)} did not complete" if missing else None
-    answers = {f"{r.task_id}#{r.step}": r.answer for r in finished if r.answer}
-    chapters = {
-        dep: chapter_text(state.plan.objective(dep), answers)
-        for dep in objective.depends_on
-    }
+    chapters, blocked_by = chapter_inputs(state.plan, objective, finished)
     subflow = objective_flow.with_options(
         task_runner=ThreadPoolTaskRunner(
             max_workers=state.plan.settings.run.max_workers

@@ -29,6 +29,7 @@ from joule.pricing import cost_usd
 from joule.quote import cached_steps, estimate, format_quote, write_prompts
 from joule.results import StepResult, StepStatus
 from joule.sim import SimConfig, Simulator
+from joule.steps import run_directly
 from tasks import runtime
 from tasks.report import aggregate, validate_project, write_report
 from tasks.shared_limits import shared_credit
@@ -36,9 +37,17 @@ from tasks.shared_limits import shared_credit
 EXIT_OK, EXIT_FAILED_STEPS, EXIT_INVALID = 0, 1, 2
 
 
-# Each chapter task holds a thread while its subflow runs; chapters beyond this
-# many wait for a free thread, which only delays their start.
-@flow(name="joule-report", task_runner=ThreadPoolTaskRunner(max_workers=32))
+# Each chapter task holds a thread while its subflow runs. Few at a time: the
+# calls do not wait for chapters (the prefetcher sends them), while many
+# subflows writing at once lock Prefect's SQLite database, and its client then
+# backs off for up to a minute or fails the run.
+CONCURRENT_CHAPTER_SUBFLOWS = 3
+
+
+@flow(
+    name="joule-report",
+    task_runner=ThreadPoolTaskRunner(max_workers=CONCURRENT_CHAPTER_SUBFLOWS),
+)
 def report_flow(
     project_dir: str,
     out_dir: str | None = None,
@@ -143,7 +152,43 @@ def _run_chapters(run_id: str, plan: Plan) -> list[StepResult]:
             if sequential:
                 wait([future])
             submitted[objective_id] = future
-    return [r for future in submitted.values() for r in future.result()]
+
+    results: list[StepResult] = []
+    lost: list[str] = []
+    for objective_id, future in submitted.items():
+        try:
+            results.extend(future.result())
+        except Exception as exc:
+            lost.append(objective_id)
+            get_run_logger().error(
+                "Chapter %s could not be recorded by Prefect: %s", objective_id, exc
+            )
+    if lost:
+        results += _finish_without_prefect(run_id, plan, results)
+    return results
+
+
+def _finish_without_prefect(
+    run_id: str, plan: Plan, recorded: list[StepResult]
+) -> list[StepResult]:
+    """The results Prefect lost, from the call engine: no answer is paid again.
+
+    Prefect's local SQLite server can fail a task run under load ("database
+    is locked"); the calls themselves had succeeded, so the report is finished
+    from the same engine instead of failing the run.
+    """
+    state = runtime.get(run_id)
+    done = {(r.task_id, r.step) for r in recorded}
+    missing = [
+        r
+        for r in run_directly(plan, state.engine, state.refresh)
+        if (r.task_id, r.step) not in done
+    ]
+    get_run_logger().warning(
+        "Finished %d steps outside Prefect; they have no task runs in the UI",
+        len(missing),
+    )
+    return missing
 
 
 def _shares_limits(plan: Plan) -> bool:

@@ -86,7 +86,10 @@ class RunSettings(_Section):
 
     concurrent_objectives: bool = True
     concurrent_tasks: bool = True
-    max_workers: int = Field(16, ge=1, description="Thread pool of each chapter.")
+    # Small on purpose: these threads only record answers the prefetcher has
+    # already asked for, and fewer concurrent writers keep Prefect's SQLite
+    # server from answering "database is locked".
+    max_workers: int = Field(6, ge=1, description="Step tasks at once per chapter.")
 
 
 class ReportSettings(_Section):

@@ -121,13 +121,13 @@ def test_an_idle_spell_saves_up_no_more_than_the_burst():
 @pytest.mark.parametrize(
     ("rpm", "burst"),
     [
-        pytest.param(500, 8, id="gpt-4o-mini-tier-1"),
-        pytest.param(60, 1, id="one-per-second"),
-        pytest.param(10, 1, id="slower-than-one-per-second-still-one"),
-        pytest.param(10_000, 166, id="fast"),
+        pytest.param(500, 4, id="gpt-4o-mini-tier-1"),
+        pytest.param(120, 1, id="two-per-second"),
+        pytest.param(10, 1, id="slower-than-two-per-second-still-one"),
+        pytest.param(10_000, 83, id="fast"),
     ],
 )
-def test_the_default_burst_is_about_one_second_of_requests(rpm, burst):
+def test_the_default_burst_is_about_half_a_second_of_requests(rpm, burst):
     assert default_request_burst(rpm) == burst
 
 

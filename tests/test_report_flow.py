@@ -150,3 +150,45 @@ def test_sequential_switches_make_one_call_at_a_time(prefect_harness, sim, tmp_p
     assert all(
         later[0] >= earlier[1] for earlier, later in zip(calls, calls[1:], strict=False)
     )
+
+
+def test_a_chapter_prefect_fails_to_record_is_finished_without_paying_again(
+    prefect_harness, sim, tmp_path, monkeypatch
+):
+    """Prefect's server is the boundary: its failure is injected, nothing else."""
+    from helpers import step_row, write_project
+
+    import flows.objective
+
+    rows = [
+        step_row("1.1", 1, "First {{ data.regions }}", data="regions"),
+        step_row("1.1", 2, "Then: {{ previous[-1] }}"),
+        step_row("2.1", 1, "Second {{ data.regions }}", data="regions"),
+        step_row("3.1", 1, "Sum up {{ chapters['2'] }}", depends_on="2"),
+    ]
+    project = write_project(tmp_path / "p", rows)
+    real_subflow = flows.objective.objective_flow
+
+    class LockedDatabase:
+        """What Prefect's client raises when its SQLite server stays locked."""
+
+        def with_options(self, **options):
+            subflow = real_subflow.with_options(**options)
+
+            def run(run_id, objective_id, *args, **kwargs):
+                if objective_id == "2":
+                    raise RuntimeError("503 Service Unavailable: database is locked")
+                return subflow(run_id, objective_id, *args, **kwargs)
+
+            return run
+
+    monkeypatch.setattr(flows.objective, "objective_flow", LockedDatabase())
+
+    summary = report_flow(
+        project_dir=str(project), out_dir=str(tmp_path / "out"), base_url=sim.base_url
+    )
+
+    assert summary["ok"] == 4
+    assert len([r for r in sim.requests if r.path.endswith("/chat/completions")]) == 4
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "### 2.1 Section 2.1" in markdown and "### 3.1 Section 3.1" in markdown

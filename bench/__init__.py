@@ -1,0 +1,1 @@
+"""Benchmarks that measure Joule against the simulator; run them with python -m."""
