@@ -22,7 +22,7 @@ from flows.objective import run_chapter
 from joule.budget import Budget
 from joule.cache import CallCache, FolderCache, StorageCache
 from joule.engine import CallEngine, Prefetcher
-from joule.errors import ConfigurationError, ProjectError
+from joule.errors import ConfigurationError, Problem, ProjectError
 from joule.llm import Endpoint, ModelCaller, make_client, resolve_endpoint
 from joule.plan import Plan, load_plan, refresh_selector
 from joule.pricing import cost_usd
@@ -365,7 +365,18 @@ def _main(args: argparse.Namespace) -> int:
         )
         return EXIT_INVALID
 
-    plan = load_plan(project, only=args.only)
+    try:
+        plan = load_plan(project, only=args.only)
+    except ProjectError:
+        raise
+    except Exception as exc:
+        # Nothing was sent yet: whatever failed, it is the project that could
+        # not be read, and the contract says so with exit status 2.
+        if args.debug:
+            traceback.print_exc()
+        raise ProjectError(
+            [Problem(str(project), f"could not be read: {type(exc).__name__}: {exc}")]
+        ) from exc
     out = args.out or project / "output"
     if args.dry_run:
         cache = open_cache(plan)

@@ -192,3 +192,32 @@ def test_a_chapter_prefect_fails_to_record_is_finished_without_paying_again(
     assert len([r for r in sim.requests if r.path.endswith("/chat/completions")]) == 4
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "### 2.1 Section 2.1" in markdown and "### 3.1 Section 3.1" in markdown
+
+
+def test_the_api_key_reaches_no_output_and_no_log(
+    prefect_harness, sim, tmp_path, monkeypatch, caplog
+):
+    from helpers import step_row, write_project
+
+    secret = "sk-proj-" + "S3cr3tK3y" * 4
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    rows = [
+        step_row("1.1", 1, "Hello {{ data.regions }}", data="regions"),
+        step_row("1.2", 1, "Broken", model="no-such-model"),
+    ]
+    project = write_project(tmp_path / "p", rows)
+    out = tmp_path / "out"
+
+    with caplog.at_level("DEBUG"):
+        summary = report_flow(
+            project_dir=str(project), out_dir=str(out), base_url=sim.base_url
+        )
+
+    assert summary["failed"] == 1  # an error message passed through the logs too
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path
+    assert "1.1 step 1: Section 1.1: ok" in caplog.text  # the run's logs were seen
+    assert secret not in caplog.text
+    assert secret not in json.dumps(summary)
