@@ -25,7 +25,7 @@ from pathlib import Path
 import openai
 
 from joule.plan import ObjectiveSpec, Plan, TaskSpec, load_plan
-from joule.sim import RequestRecord, SimConfig, Simulator
+from joule.sim import RequestRecord, SimConfig, Simulator, latency_range
 
 COMPLETIONS = "/v1/chat/completions"
 MODEL = "gpt-4o-mini"
@@ -577,19 +577,6 @@ def seconds_since_process_start() -> float | None:
 # Command line
 
 
-def _latency(text: str) -> tuple[float, float]:
-    try:
-        low, _, high = text.partition("-")
-        bounds = (float(low), float(high or low))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected seconds like 0.5 or a range like 0.3-0.8, got {text!r}"
-        ) from None
-    if not 0 <= bounds[0] <= bounds[1]:
-        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {text!r}")
-    return bounds
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of python -m bench.rate_limits."""
     parser = argparse.ArgumentParser(
@@ -605,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fail", type=float, default=0.05, help="share answered 500 (default 0.05)")
     add(
         "--latency",
-        type=_latency,
+        type=latency_range,
         default=(0.3, 0.8),
         metavar="MIN-MAX",
         help="seconds per answer (default 0.3-0.8)",

@@ -939,8 +939,8 @@ def _rate_limited(model: str, admission: _Admission, reserved: int) -> _Reply:
     return reply
 
 
-def _latency_range(text: str) -> tuple[float, float]:
-    """Parse "0.2" or "0.3-0.8" (seconds) for --latency."""
+def latency_range(text: str) -> tuple[float, float]:
+    """Parse "0.2" or "0.3-0.8" (seconds) for a --latency option."""
     try:
         low, _, high = text.partition("-")
         bounds = (float(low), float(high or low))
@@ -948,6 +948,8 @@ def _latency_range(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(
             f"expected seconds like 0.2 or a range like 0.3-0.8, got {text!r}"
         ) from None
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {text!r}")
     return bounds
 
 
@@ -975,7 +977,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--port", type=_port, default=8765, help="port to listen on (0: any free)")
     add(
         "--latency",
-        type=_latency_range,
+        type=latency_range,
         default=(0.05, 0.15),
         metavar="MIN-MAX",
         help="seconds per answer, e.g. 0.3-0.8 (default: 0.05-0.15)",
