@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -43,4 +43,3 @@ class CallOutcome:
     # True when the call was never sent (the budget refused it).
     skipped: bool = False
     error: str | None = None
-    retries: list[str] = field(default_factory=list)

@@ -74,11 +74,6 @@ class CallEngine:
                 logger.warning("Could not store %s in the cache: %s", label, exc)
         return outcome
 
-    @property
-    def calls_started(self) -> int:
-        with self._lock:
-            return len(self._futures)
-
     def shutdown(self, cancel_pending: bool = True) -> None:
         self._pool.shutdown(wait=False, cancel_futures=cancel_pending)
 

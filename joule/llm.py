@@ -123,7 +123,6 @@ class ModelCaller:
         *,
         logger: logging.Logger | logging.LoggerAdapter = log,
         budget: Budget | None = None,
-        shared: SharedCredit | None = None,
     ):
         limits = settings.limits
         rpm, tpm, in_flight = default_limits(settings.llm.model)
@@ -147,7 +146,8 @@ class ModelCaller:
         )
         self._client = client
         self._logger = logger
-        self.shared = shared
+        # Set when other processes call the same provider (see joule.shared).
+        self.shared: SharedCredit | None = None
         self.budget = budget or Budget(
             limits.max_cost_usd, limits.max_tokens_total, settings.llm.prices
         )
@@ -156,7 +156,6 @@ class ModelCaller:
         """Admit, send and retry one request; a failure becomes a failed outcome."""
         prompt_estimate = estimate_prompt_tokens(request.message_dicts())
         estimate = prompt_estimate + request.max_tokens
-        retries: list[str] = []
 
         reservation = self.budget.reserve(
             request.model, prompt_estimate, request.max_tokens
@@ -187,7 +186,6 @@ class ModelCaller:
             return outcome
 
         def on_retry(number: int, verdict: Verdict, delay: float) -> None:
-            retries.append(verdict.reason)
             self._logger.info(
                 "%s: attempt %d/%d failed (%s); retrying in %.1f s",
                 label or request.model,
@@ -203,13 +201,10 @@ class ModelCaller:
             )
         except StepFailed as exc:
             reservation.cancel()
-            return CallOutcome(
-                ok=False, error=exc.reason, attempts=exc.attempts, retries=retries
-            )
+            return CallOutcome(ok=False, error=exc.reason, attempts=exc.attempts)
         except BaseException:
             reservation.cancel()
             raise
         reservation.settle(outcome.prompt_tokens, outcome.completion_tokens)
         outcome.attempts = attempts
-        outcome.retries = retries
         return outcome
