@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -43,3 +43,5 @@ class CallOutcome:
     # True when the call was never sent (the budget refused it).
     skipped: bool = False
     error: str | None = None
+    # Why each retried attempt failed ("the server answered 503", ...).
+    retries: list[str] = field(default_factory=list)

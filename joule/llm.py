@@ -156,6 +156,7 @@ class ModelCaller:
         """Admit, send and retry one request; a failure becomes a failed outcome."""
         prompt_estimate = estimate_prompt_tokens(request.message_dicts())
         estimate = prompt_estimate + request.max_tokens
+        retries: list[str] = []
 
         reservation = self.budget.reserve(
             request.model, prompt_estimate, request.max_tokens
@@ -186,6 +187,7 @@ class ModelCaller:
             return outcome
 
         def on_retry(number: int, verdict: Verdict, delay: float) -> None:
+            retries.append(verdict.reason)
             self._logger.info(
                 "%s: attempt %d/%d failed (%s); retrying in %.1f s",
                 label or request.model,
@@ -201,10 +203,13 @@ class ModelCaller:
             )
         except StepFailed as exc:
             reservation.cancel()
-            return CallOutcome(ok=False, error=exc.reason, attempts=exc.attempts)
+            return CallOutcome(
+                ok=False, error=exc.reason, attempts=exc.attempts, retries=retries
+            )
         except BaseException:
             reservation.cancel()
             raise
         reservation.settle(outcome.prompt_tokens, outcome.completion_tokens)
         outcome.attempts = attempts
+        outcome.retries = retries
         return outcome
