@@ -417,6 +417,21 @@ def _group(
             task = TaskSpec(step.task_id, step.task)
             objective.tasks.append(task)
             tasks[step.task_id] = (objective, task)
+        # A title typed two ways would silently lose one of them.
+        if step.objective != objective.objective:
+            collector.at(
+                step.row,
+                "objective",
+                f"objective {step.objective_id} is titled '{objective.objective}' "
+                f"on an earlier row: give every row of a chapter the same title",
+            )
+        if step.task != tasks[step.task_id][1].task:
+            collector.at(
+                step.row,
+                "task",
+                f"task {step.task_id} is titled '{tasks[step.task_id][1].task}' "
+                f"on an earlier row: give every row of a section the same title",
+            )
         tasks[step.task_id][1].steps.append(step)
 
     depends: dict[str, list[str]] = {}

@@ -530,3 +530,22 @@ def test_only_with_an_unknown_id_names_it(tmp_path: Path) -> None:
     assert [str(p) for p in caught.value.problems] == [
         "prompts.csv: --only 7: no such objective or task id"
     ]
+
+
+def test_one_chapter_or_section_typed_with_two_titles_is_reported(tmp_path):
+    project = make_project(
+        tmp_path,
+        [
+            step(),
+            step(step="2", objective="The grid"),
+            step(task_id="1.2", task="Cables"),
+            step(task_id="1.2", step="2", task="Cable"),
+        ],
+    )
+
+    assert problems_of(project) == [
+        "prompts.csv, row 3, column 'objective': objective 1 is titled 'Grid' on "
+        "an earlier row: give every row of a chapter the same title",
+        "prompts.csv, row 5, column 'task': task 1.2 is titled 'Cables' on an "
+        "earlier row: give every row of a section the same title",
+    ]
