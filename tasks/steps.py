@@ -38,14 +38,20 @@ def call_step(
 
     done = state.record(result)
     if result.status is StepStatus.OK:
+        if result.cached:
+            how = "from the cache"
+        elif result.attempts > 1:
+            how = f"after {result.attempts} attempts"
+        else:
+            how = "first time"
         logger.info(
-            "[%d/%d] %s: ok in %.1f s, %d tokens%s",
+            "[%d/%d] %s: ok in %.1f s, %d tokens, %s",
             done,
             state.total_steps,
             label,
             result.latency_s,
             result.total_tokens,
-            " (cached)" if result.cached else "",
+            how,
         )
     else:
         logger.warning(
