@@ -214,8 +214,15 @@ _FIGURE = re.compile(
 
 
 def find_figures(text: str, limit: int = 3) -> list[str]:
-    """Up to `limit` distinct figures in a text, in order, skipping lone digits."""
-    found = list(dict.fromkeys(match.group(0) for match in _FIGURE.finditer(text)))
+    """Up to `limit` distinct figures in a text, skipping lone digits.
+
+    Figures in the rows of a Markdown table come first: they are the data,
+    where numbers in the instructions are more often word counts.
+    """
+    lines = text.splitlines()
+    rows = [line for line in lines if line.lstrip().startswith("|")]
+    ordered = "\n".join(rows + [line for line in lines if line not in rows])
+    found = list(dict.fromkeys(m.group(0) for m in _FIGURE.finditer(ordered)))
     # A lone digit is more often a list marker or a step number than data.
     meaningful = [figure for figure in found if not re.fullmatch(r"-?\d", figure)]
     return (meaningful or found)[:limit]

@@ -190,6 +190,10 @@ class TestCompletions:
         ("CO2 fell, 5 and 7", ["5", "7"]),
         ("2019 2030 2040 2050", ["2019", "2030", "2040"]),
         ("18 to 20 kt, 18 again", ["18", "20 kt"]),
+        (
+            "Write 250 words.\n| a | b |\n| --- | --- |\n| 640 | 12,5 |",
+            ["640", "12,5", "250"],
+        ),
     ],
     ids=[
         "grouped-thousands",
@@ -198,6 +202,7 @@ class TestCompletions:
         "lone-digits-if-nothing-else",
         "at-most-three",
         "distinct",
+        "table-rows-first",
     ],
 )
 def test_figures_are_found_with_their_units(text, figures):
