@@ -178,11 +178,9 @@ def _finish_without_prefect(
     from the same engine instead of failing the run.
     """
     state = runtime.get(run_id)
-    done = {(r.task_id, r.step) for r in recorded}
+    done = {r.key for r in recorded}
     missing = [
-        r
-        for r in run_directly(plan, state.engine, state.refresh)
-        if (r.task_id, r.step) not in done
+        r for r in run_directly(plan, state.engine, state.refresh) if r.key not in done
     ]
     get_run_logger().warning(
         "Finished %d steps outside Prefect; they have no task runs in the UI",
@@ -222,12 +220,9 @@ def accounting(plan: Plan, steps: list[StepResult], budget: Budget) -> dict:
     saved = sum(
         cost_usd(s.model, s.prompt_tokens, s.completion_tokens, prices) for s in cached
     )
-    not_run = {(s.task_id, s.step) for s in steps if s.status is not StepStatus.OK}
+    not_run = {s.key for s in steps if s.status is not StepStatus.OK}
     remaining = [
-        q
-        for chapter in estimate(plan)
-        for q in chapter.steps
-        if (q.step.task_id, q.step.step) in not_run
+        q for chapter in estimate(plan) for q in chapter.steps if q.step.key in not_run
     ]
     return {
         "cache": {"hits": len(cached), "saved_usd": round(saved, 6)},

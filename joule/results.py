@@ -42,6 +42,11 @@ class StepResult(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
     @property
+    def key(self) -> str:
+        """The same key as the plan's step: 'task_id#step'."""
+        return f"{self.task_id}#{self.step}"
+
+    @property
     def label(self) -> str:
         return f"{self.task_id} step {self.step}: {self.task}"
 

@@ -67,7 +67,7 @@ def chapter_inputs(
     blocked_by = (
         f"chapter {', '.join(incomplete)} did not complete" if incomplete else None
     )
-    answers = {f"{r.task_id}#{r.step}": r.answer for r in finished if r.answer}
+    answers = {r.key: r.answer for r in finished if r.answer}
     chapters = {
         dep: chapter_text(plan.objective(dep), answers) for dep in objective.depends_on
     }

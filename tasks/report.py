@@ -38,7 +38,7 @@ def aggregate(
 ) -> Report:
     """Merge every step's result into one report, in sheet order."""
     order = {step.key: index for index, step in enumerate(plan.steps())}
-    ordered = sorted(results, key=lambda r: order[f"{r.task_id}#{r.step}"])
+    ordered = sorted(results, key=lambda r: order[r.key])
     return Report(
         title=plan.settings.title,
         run_id=run_id,

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from joule.engine import CallEngine
 from joule.plan import Plan, StepSpec
-from joule.results import StepResult
 
 
 @dataclass
@@ -23,14 +22,14 @@ class RunState:
     engine: CallEngine
     total_steps: int
     refresh: Callable[[StepSpec], bool] = lambda step: False
-    finished: list[StepResult] = field(default_factory=list)
+    finished: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, result: StepResult) -> int:
-        """Note a finished step; returns how many are finished now."""
+    def count_finished(self) -> int:
+        """Note that one more step finished; returns how many have."""
         with self.lock:
-            self.finished.append(result)
-            return len(self.finished)
+            self.finished += 1
+            return self.finished
 
 
 _RUNS: dict[str, RunState] = {}

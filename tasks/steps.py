@@ -36,7 +36,7 @@ def call_step(
         refresh=state.refresh(step),
     )
 
-    done = state.record(result)
+    done = state.count_finished()
     if result.status is StepStatus.OK:
         if result.cached:
             how = "from the cache"
