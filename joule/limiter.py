@@ -90,6 +90,21 @@ def default_limits(model: str) -> tuple[float, float, int]:
     return rpm, tpm, in_flight
 
 
+def effective_limits(
+    model: str,
+    requests_per_minute: float | None,
+    tokens_per_minute: float | None,
+    max_in_flight: int | None,
+) -> tuple[float, float, int]:
+    """The limits a run applies: what [limits] says, the model's defaults else."""
+    rpm, tpm, in_flight = default_limits(model)
+    return (
+        requests_per_minute or rpm,
+        tokens_per_minute or tpm,
+        max_in_flight or in_flight,
+    )
+
+
 def default_request_burst(requests_per_minute: float) -> int:
     """How many requests may go out at once after an idle spell."""
     return max(1, int(requests_per_minute / 60 * BURST_SECONDS))

@@ -13,7 +13,7 @@ import openai
 from joule.budget import Budget
 from joule.calls import CallOutcome, CallRequest
 from joule.errors import ConfigurationError
-from joule.limiter import AdmissionController, default_limits
+from joule.limiter import AdmissionController, effective_limits
 from joule.retry import (
     RetryPolicy,
     StepFailed,
@@ -125,10 +125,16 @@ class ModelCaller:
         budget: Budget | None = None,
     ):
         limits = settings.limits
-        rpm, tpm, in_flight = default_limits(settings.llm.model)
-        self.max_in_flight = limits.max_in_flight or in_flight
-        self.requests_per_minute = limits.requests_per_minute or rpm
-        self.tokens_per_minute = limits.tokens_per_minute or tpm
+        (
+            self.requests_per_minute,
+            self.tokens_per_minute,
+            self.max_in_flight,
+        ) = effective_limits(
+            settings.llm.model,
+            limits.requests_per_minute,
+            limits.tokens_per_minute,
+            limits.max_in_flight,
+        )
         unset = {
             "requests": limits.requests_per_minute,
             "tokens": limits.tokens_per_minute,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from joule.cache import CallCache
 from joule.files import atomic_write_text
-from joule.limiter import default_limits, predict_wall_time
+from joule.limiter import effective_limits, predict_wall_time
 from joule.plan import Plan, StepSpec, chapter_text
 from joule.pricing import cost_usd
 from joule.tokens import estimate_prompt_tokens
@@ -151,7 +151,12 @@ def write_prompts(plan: Plan, out_dir: Path) -> Path:
 def predicted_seconds(plan: Plan, chapters: list[ChapterQuote]) -> float:
     """A lower bound on the run's wall time under the project's limits."""
     limits = plan.settings.limits
-    rpm, tpm, in_flight = default_limits(plan.settings.llm.model)
+    rpm, tpm, in_flight = effective_limits(
+        plan.settings.llm.model,
+        limits.requests_per_minute,
+        limits.tokens_per_minute,
+        limits.max_in_flight,
+    )
     tokens = [
         s.input_tokens + s.output_tokens
         for c in chapters
@@ -161,9 +166,9 @@ def predicted_seconds(plan: Plan, chapters: list[ChapterQuote]) -> float:
     return predict_wall_time(
         len(tokens),
         tokens,
-        limits.requests_per_minute or rpm,
-        limits.tokens_per_minute or tpm,
-        limits.max_in_flight or in_flight,
+        rpm,
+        tpm,
+        in_flight,
         TYPICAL_LATENCY_S,
         longest_chain=_longest_chain(plan),
     )
