@@ -74,8 +74,9 @@ class CallEngine:
                 logger.warning("Could not store %s in the cache: %s", label, exc)
         return outcome
 
-    def shutdown(self, cancel_pending: bool = True) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=cancel_pending)
+    def shutdown(self) -> None:
+        """Stop taking calls; calls not yet started are cancelled."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Prefetcher:

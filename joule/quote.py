@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from joule.cache import CallCache
+from joule.calls import CallOutcome, CallRequest
+from joule.engine import CallEngine
 from joule.files import atomic_write_text
 from joule.limiter import effective_limits, predict_wall_time
-from joule.plan import Plan, StepSpec, chapter_text
+from joule.plan import Plan, StepSpec
 from joule.pricing import cost_usd
+from joule.steps import run_directly
 from joule.tokens import estimate_prompt_tokens
 
 # Latency assumed per call when predicting the wall time.
@@ -80,34 +83,22 @@ def cached_steps(
     cache: CallCache,
     refresh: Callable[[StepSpec], bool] = lambda step: False,
 ) -> set[str]:
-    """Keys of the steps the cache answers, following chains as a run would."""
-    answers: dict[str, str] = {}
-    complete: set[str] = set()
-    for wave in plan.chapter_order():
-        for objective_id in wave:
-            objective = plan.objective(objective_id)
-            if not set(objective.depends_on) <= complete:
-                continue
-            chapters = {
-                dep: chapter_text(plan.objective(dep), answers)
-                for dep in objective.depends_on
-            }
-            whole = True
-            for task in objective.tasks:
-                previous: list[str] = []
-                for step in task.steps:
-                    if refresh(step):
-                        whole = False
-                        break
-                    entry = cache.get(plan.render(step, previous, chapters).key)
-                    if entry is None:
-                        whole = False
-                        break
-                    answers[step.key] = entry.answer
-                    previous.append(entry.answer)
-            if whole:
-                complete.add(objective_id)
-    return set(answers)
+    """Keys of the steps the cache answers, following chains as a run would.
+
+    A run that may only read the cache: a step it does not find there ends
+    its chain, as a failed call would, so later steps and dependent chapters
+    count as not cached.
+    """
+
+    def cache_only(request: CallRequest, label: str) -> CallOutcome:
+        return CallOutcome(ok=False, error="not in the cache")
+
+    engine = CallEngine(cache_only, max_workers=1, cache=cache)
+    try:
+        results = run_directly(plan, engine, refresh)
+    finally:
+        engine.shutdown()
+    return {result.key for result in results if result.cached}
 
 
 def estimate(plan: Plan, cached: set[str] = frozenset()) -> list[ChapterQuote]:
