@@ -221,8 +221,10 @@ def accounting(plan: Plan, steps: list[StepResult], budget: Budget) -> dict:
         cost_usd(s.model, s.prompt_tokens, s.completion_tokens, prices) for s in cached
     )
     not_run = {s.key for s in steps if s.status is not StepStatus.OK}
+    # Quoting renders every prompt again: only worth it when something is left.
+    quotes = estimate(plan) if not_run else []
     remaining = [
-        q for chapter in estimate(plan) for q in chapter.steps if q.step.key in not_run
+        q for chapter in quotes for q in chapter.steps if q.step.key in not_run
     ]
     return {
         "cache": {"hits": len(cached), "saved_usd": round(saved, 6)},

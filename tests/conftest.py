@@ -11,7 +11,6 @@ from joule.sim import SimConfig, Simulator
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "regional-energy"
-SHARED_DATA = REPO.parent / "shared" / "data" / "real"
 
 
 @pytest.fixture(autouse=True)
