@@ -110,6 +110,15 @@ class Plan:
     def objective(self, objective_id: str) -> ObjectiveSpec:
         return next(o for o in self.objectives if o.objective_id == objective_id)
 
+    def earlier_steps(self, step: StepSpec) -> list[StepSpec]:
+        """The steps of the same task that come before this one."""
+        task = next(
+            t
+            for t in self.objective(step.objective_id).tasks
+            if t.task_id == step.task_id
+        )
+        return [s for s in task.steps if s.step < step.step]
+
     def table_text(self, ref: DataRef) -> str:
         """The Markdown of a data reference, rendered once per run."""
         if ref.text not in self._rendered_tables:
@@ -149,13 +158,9 @@ class Plan:
 
     def render_preview(self, step: StepSpec) -> CallRequest:
         """Render with placeholders for answers that do not exist yet."""
-        task = next(
-            t for o in self.objectives for t in o.tasks if t.task_id == step.task_id
-        )
         previous = [
             f"[answer of step {s.step} of {s.task_id}]"
-            for s in task.steps
-            if s.step < step.step
+            for s in self.earlier_steps(step)
         ]
         objective = self.objective(step.objective_id)
         chapters = {oid: f"[text of chapter {oid}]" for oid in objective.depends_on}

@@ -67,10 +67,7 @@ def _quoted_answers(plan: Plan, step: StepSpec) -> int:
     """
     extra = 0
     if "previous" in step.prompt:
-        task = next(
-            t for o in plan.objectives for t in o.tasks if t.task_id == step.task_id
-        )
-        extra += sum(s.max_tokens for s in task.steps if s.step < step.step)
+        extra += sum(s.max_tokens for s in plan.earlier_steps(step))
     if "chapters" in step.prompt:
         objective = plan.objective(step.objective_id)
         for dep in objective.depends_on:
